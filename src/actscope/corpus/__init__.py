@@ -1,0 +1,21 @@
+"""Corpora: where texts come from, how they become token batches.
+
+    load_corpus(spec) -> Corpus                 (sources.py: profiles and user files)
+    tokenize_corpus(corpus, tokenizer, ...) -> list[Sequence]   (tokenize.py)
+    make_batches(sequences, ...) -> list[Batch]                 (batching.py)
+"""
+
+from .batching import Batch, make_batches
+from .sources import Corpus, Sample, load_corpus
+from .tokenize import Sequence, TokenizeConfig, tokenize_corpus
+
+__all__ = [
+    "Batch",
+    "Corpus",
+    "Sample",
+    "Sequence",
+    "TokenizeConfig",
+    "load_corpus",
+    "make_batches",
+    "tokenize_corpus",
+]

@@ -1,0 +1,90 @@
+"""HookSet: attach one hook per site, hand each tensor to the sink, detach on exit.
+
+A hook body is a few lines: count the call, take the tensor (first element of a
+tuple output, or the first positional input for point "in") and pass it on.
+Every site must fire exactly once per forward; check_once() verifies that after
+each forward with host-side counters (no device sync).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .sites import SiteBinding
+
+Sink = Callable[[int, torch.Tensor], None]
+
+
+def _first_tensor(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, (tuple, list)) and obj and isinstance(obj[0], torch.Tensor):
+        return obj[0]
+    if hasattr(obj, "last_hidden_state"):  # ModelOutput-like
+        return obj.last_hidden_state
+    return None
+
+
+class HookSet:
+    def __init__(self, model: nn.Module, bindings: list[SiteBinding], sink: Sink):
+        self.model = model
+        self.bindings = bindings
+        self.sink = sink
+        self.fires = [0] * len(bindings)
+        self._handles: list = []
+
+    def _make(self, i: int, point: str):
+        fires, sink = self.fires, self.sink
+
+        if point == "in":
+
+            def pre_hook(module, args, kwargs):
+                fires[i] += 1
+                x = args[0] if args else next(iter(kwargs.values()), None)
+                if isinstance(x, torch.Tensor):
+                    sink(i, x)
+
+            return pre_hook
+
+        def hook(module, args, output):
+            fires[i] += 1
+            x = _first_tensor(output)
+            if x is not None:
+                sink(i, x)
+
+        return hook
+
+    def __enter__(self) -> HookSet:
+        try:
+            for i, b in enumerate(self.bindings):
+                mod = self.model.get_submodule(b.module_path)
+                fn = self._make(i, b.site.point)
+                if b.site.point == "in":
+                    h = mod.register_forward_pre_hook(fn, with_kwargs=True)
+                else:
+                    h = mod.register_forward_hook(fn)
+                self._handles.append(h)
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def check_once(self) -> None:
+        """Raise if a site did not fire exactly once since the last check; reset counters."""
+        bad = [(b.site.name, n) for b, n in zip(self.bindings, self.fires) if n != 1]
+        for i in range(len(self.fires)):
+            self.fires[i] = 0
+        if bad:
+            detail = ", ".join(f"{name} fired {n}x" for name, n in bad[:5])
+            raise RuntimeError(f"hooks must fire once per forward: {detail}")

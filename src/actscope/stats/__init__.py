@@ -1,0 +1,21 @@
+"""Streaming, mergeable statistics, masked for padding.
+
+Each statistic is a small class (base.Statistic): update(view) from hooks,
+merge(other), state_dict() / load_state_dict(), result().
+"""
+
+from ..registry import Registry
+from .base import BatchContext, SiteView, Statistic
+from .distribution import Histogram
+from .extrema import Extrema
+from .moments import Moments
+from .tokens import Massive, SampleMax
+from .topk import TopK
+
+STATISTICS: Registry[type[Statistic]] = Registry("statistic")
+for _cls in (Extrema, Moments, Histogram, TopK, Massive, SampleMax):
+    STATISTICS.register(_cls.name, _cls)
+
+DEFAULT_STATISTICS = ("extrema", "moments", "histogram", "topk", "massive", "samples")
+
+__all__ = ["STATISTICS", "DEFAULT_STATISTICS", "BatchContext", "SiteView", "Statistic"]

@@ -1,0 +1,31 @@
+"""The |a| distribution: a log-binned histogram from the float bits (histogram.py)."""
+
+from __future__ import annotations
+
+import torch
+
+from . import histogram as H
+from .base import SiteView, Statistic
+
+QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999)
+THRESHOLDS = (6.0, 100.0, 448.0, 57344.0, 65504.0)  # outlier, massive, FP8 E4M3, FP8 E5M2, fp16
+
+
+class Histogram(Statistic):
+    name = "histogram"
+    merge_rules = {"hist": "sum"}
+
+    def __init__(self, channels, n_samples, device):
+        super().__init__(channels, n_samples, device)
+        self.hist = torch.zeros(H.N_BINS, dtype=torch.int64, device=device)
+
+    def update(self, v: SiteView) -> None:
+        self.hist += H.histogram(v.raw)
+
+    def result(self) -> dict:
+        h = self.hist.cpu().numpy()
+        out = {f"q{q:g}": val for q, val in zip(QUANTILES, H.quantiles(h, QUANTILES))}
+        out.update(H.nonfinite_counts(h))
+        for t, (lo, hi) in H.fraction_above(h, THRESHOLDS).items():
+            out[f"frac_ge_{t:g}"] = hi  # upper bound; the lower differs only by the bin holding t
+        return out

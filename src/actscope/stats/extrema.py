@@ -1,0 +1,55 @@
+"""Counts, finite min/max and per-channel max|a|."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import SiteView, Statistic
+
+
+class Extrema(Statistic):
+    name = "extrema"
+    merge_rules = {
+        "elements": "sum",
+        "tokens": "sum",
+        "min": "min",
+        "max": "max",
+        "ch_absmax": "max",
+    }
+
+    def __init__(self, channels, n_samples, device):
+        super().__init__(channels, n_samples, device)
+        z = dict(device=device)
+        self.elements = torch.zeros((), dtype=torch.int64, **z)
+        self.tokens = torch.zeros((), dtype=torch.int64, **z)
+        self.min = torch.full((), math.inf, dtype=torch.float64, **z)
+        self.max = torch.full((), -math.inf, dtype=torch.float64, **z)
+        self.ch_absmax = torch.zeros(channels, dtype=torch.float32, **z)
+
+    def update(self, v: SiteView) -> None:
+        n, c = v.raw.shape
+        self.elements += n * c
+        self.tokens += n
+        mn, mx = v.tok_minmax
+        # Finite extremes: tokens that hold inf/nan are excluded here and counted by the histogram.
+        self.min = torch.minimum(self.min, torch.where(torch.isfinite(mn), mn, math.inf).amin().double())
+        self.max = torch.maximum(self.max, torch.where(torch.isfinite(mx), mx, -math.inf).amax().double())
+        ch_mn, ch_mx = torch.aminmax(v.raw, dim=0)
+        self.ch_absmax = torch.fmax(self.ch_absmax, torch.maximum(ch_mx.float(), -ch_mn.float()))
+
+    def result(self) -> dict:
+        mn, mx = float(self.min), float(self.max)
+        finite = math.isfinite(mn) and math.isfinite(mx)
+        absmax = max(abs(mn), abs(mx)) if finite else None
+        signed = (mx if abs(mx) >= abs(mn) else mn) if finite else None
+        return {
+            "elements": int(self.elements),
+            "tokens": int(self.tokens),
+            "channels": self.channels,
+            "min": mn if finite else None,
+            "max": mx if finite else None,
+            "absmax": absmax,
+            "absmax_signed": signed,
+        }

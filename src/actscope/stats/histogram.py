@@ -1,0 +1,108 @@
+"""Log-spaced histogram bins read straight from the float's bits.
+
+The bin of a value is the top 1 + 8 + MANT_BITS bits of its float32 encoding:
+sign, exponent and the MANT_BITS leading mantissa bits. Bins are therefore
+log-spaced (2**MANT_BITS per octave), cover every float32 including zero,
+subnormals, inf and nan, and are the same for float32, bfloat16 and float16
+input (bfloat16 is the top half of float32). No log, no frexp, no search.
+
+For a normal number the bin [lo, hi) has hi / lo <= 1 + 2**-MANT_BITS, so a
+quantile read as the bin midpoint is within REL_ERROR of the true value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+MANT_BITS = 5
+N_BINS = 1 << (9 + MANT_BITS)  # 16384: sign x 256 exponents x 32 mantissa steps
+HALF = N_BINS // 2  # bins [0, HALF) hold +values, [HALF, N_BINS) hold -values
+_SHIFT32 = 23 - MANT_BITS
+_SHIFT16 = 7 - MANT_BITS
+# Relative error of a quantile read as the bin midpoint, for |a| >= 2**-126 (normal floats).
+REL_ERROR = 2.0**-MANT_BITS / (2 + 2.0**-MANT_BITS)
+INF_BIN = 0x7F800000 >> _SHIFT32  # |a| bin index of +-inf; larger indices are nan
+
+
+def bin_index(x: torch.Tensor) -> torch.Tensor:
+    """Bin index in [0, N_BINS) of every element (same shape, int32/int64)."""
+    if x.dtype == torch.bfloat16:
+        return (x.view(torch.int16) >> _SHIFT16).to(torch.int32) & (N_BINS - 1)
+    if x.dtype != torch.float32:
+        x = x.float()
+    return (x.view(torch.int32) >> _SHIFT32) & (N_BINS - 1)
+
+
+def histogram(x: torch.Tensor) -> torch.Tensor:
+    """(N_BINS,) int64 counts of the elements of x."""
+    return torch.bincount(bin_index(x).reshape(-1), minlength=N_BINS)
+
+
+def _edges() -> np.ndarray:
+    """Lower edge of each |a| bin (HALF + 1 values; the last is the inf bin's end)."""
+    bits = (np.arange(HALF + 1, dtype=np.uint64) << _SHIFT32).astype(np.uint32)
+    bits[-1] = 0x7F800000  # clamp the end to +inf
+    return bits.view(np.float32).astype(np.float64)
+
+
+EDGES = _edges()
+
+
+def abs_counts(hist: np.ndarray) -> np.ndarray:
+    """Fold the signed histogram into |a| counts, (HALF,)."""
+    hist = np.asarray(hist, dtype=np.int64)
+    return hist[:HALF] + hist[HALF:]
+
+
+def nonfinite_counts(hist: np.ndarray) -> dict[str, int]:
+    hist = np.asarray(hist, dtype=np.int64)
+    return {
+        "posinf": int(hist[INF_BIN]),
+        "neginf": int(hist[HALF + INF_BIN]),
+        "nan": int(hist[INF_BIN + 1 : HALF].sum() + hist[HALF + INF_BIN + 1 :].sum()),
+    }
+
+
+def quantiles(hist: np.ndarray, qs) -> list[float | None]:
+    """Quantiles of |a| over finite values, as bin midpoints (within REL_ERROR)."""
+    c = abs_counts(hist)[:INF_BIN]
+    total = c.sum()
+    if total == 0:
+        return [None for _ in qs]
+    cum = np.cumsum(c)
+    out = []
+    for q in qs:
+        k = min(int(np.searchsorted(cum, q * total, side="left")), INF_BIN - 1)
+        if k == 0:  # zero bin: [0, smallest subnormal step)
+            out.append(0.0)
+        else:
+            out.append(float((EDGES[k] + EDGES[k + 1]) / 2))
+    return out
+
+
+def fraction_above(hist: np.ndarray, thresholds) -> dict[float, tuple[float, float]]:
+    """Fraction of elements with |a| >= t, as (lower, upper) bounds: the bin
+    holding t may hold values on both sides of it. Nonfinite values count as above."""
+    c = abs_counts(hist)
+    total = c.sum()
+    out = {}
+    for t in thresholds:
+        k = int(np.searchsorted(EDGES, t, side="right")) - 1  # bin containing t
+        above = c[k + 1 :].sum()
+        exact = EDGES[k] == t
+        lo = above + (c[k] if exact else 0)
+        hi = above + c[k]
+        out[t] = (lo / total if total else 0.0, hi / total if total else 0.0)
+    return out
+
+
+def ccdf(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(thresholds, P(|a| >= threshold)) at every nonempty bin's lower edge, finite values."""
+    c = abs_counts(hist)[:INF_BIN].astype(np.float64)
+    total = c.sum()
+    if total == 0:
+        return np.zeros(0), np.zeros(0)
+    tail = np.cumsum(c[::-1])[::-1] / total
+    nz = np.nonzero(c)[0]
+    return EDGES[nz], tail[nz]

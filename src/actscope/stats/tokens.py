@@ -1,0 +1,85 @@
+"""Per-token and per-sample statistics: massive activations, outlier channels, sample maxima.
+
+Massive activation (Sun et al. 2024): |a| > 100 and |a| >= 1000 x median |a| of
+its hidden state. Here the median is taken per token (over channels, as the
+paper's code does); the layer-wide variant (Owen et al.) is derived from the
+histogram at the end (results.py), because it needs the whole run's median.
+
+The per-token median costs a sort, so it is computed only for the CANDIDATES
+tokens of each batch with the largest max|a|: only a token whose max|a| > 100
+can hold a massive activation. Tokens over 100 beyond the candidates are
+counted in `unchecked_tokens`; when that is non-zero the massive counts are
+lower bounds and the output says so.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import SiteView, Statistic
+
+CANDIDATES = 64
+MASSIVE_ABS = 100.0
+MASSIVE_RATIO = 1000.0
+OUTLIER_ABS = 6.0  # LLM.int8() outlier-feature magnitude
+
+
+class Massive(Statistic):
+    name = "massive"
+    merge_rules = {
+        "massive_elements": "sum",
+        "massive_tokens": "sum",
+        "tokens_over_100": "sum",
+        "unchecked_tokens": "sum",
+        "ch_massive": "sum",
+        "ch_ge6": "sum",
+    }
+
+    def __init__(self, channels, n_samples, device):
+        super().__init__(channels, n_samples, device)
+        i64 = dict(dtype=torch.int64, device=device)
+        self.massive_elements = torch.zeros((), **i64)
+        self.massive_tokens = torch.zeros((), **i64)
+        self.tokens_over_100 = torch.zeros((), **i64)
+        self.unchecked_tokens = torch.zeros((), **i64)
+        self.ch_massive = torch.zeros(channels, **i64)  # massive elements per channel
+        self.ch_ge6 = torch.zeros(channels, **i64)  # tokens with |a| >= 6 per channel
+
+    def update(self, v: SiteView) -> None:
+        ta = v.tok_abs  # (N,)
+        m = min(CANDIDATES, ta.shape[0])
+        cv, ci = ta.topk(m)
+        a = v.raw.index_select(0, ci).abs().float()  # (m, C)
+        med = a.median(dim=1).values  # lower median for even C
+        live = (cv > MASSIVE_ABS)[:, None]
+        hit = (a > MASSIVE_ABS) & (a >= MASSIVE_RATIO * med[:, None]) & live  # (m, C)
+        self.massive_elements += hit.sum()
+        self.massive_tokens += hit.any(1).sum()
+        self.ch_massive += hit.sum(0)
+        over = (ta > MASSIVE_ABS).sum()
+        self.tokens_over_100 += over
+        self.unchecked_tokens += over - live.sum()
+        self.ch_ge6 += (v.raw.abs() >= OUTLIER_ABS).sum(0)
+
+    def result(self) -> dict:
+        return {
+            "massive_elements": int(self.massive_elements),
+            "massive_tokens": int(self.massive_tokens),
+            "massive_lower_bound": bool(int(self.unchecked_tokens) > 0),
+            "tokens_over_100": int(self.tokens_over_100),
+        }
+
+
+class SampleMax(Statistic):
+    """max|a| of every corpus sample at this site: per-domain maxima and bootstrap
+    intervals of M are computed from these, without re-running the model."""
+
+    name = "samples"
+    merge_rules = {"smax": "max"}
+
+    def __init__(self, channels, n_samples, device):
+        super().__init__(channels, n_samples, device)
+        self.smax = torch.full((n_samples,), -1.0, device=device)  # -1: sample not seen
+
+    def update(self, v: SiteView) -> None:
+        self.smax.scatter_reduce_(0, v.ctx.sample, v.tok_abs, reduce="amax")

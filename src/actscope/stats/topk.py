@@ -1,0 +1,73 @@
+"""Top-k activations with provenance: value, sample, position, channel, token id.
+
+Candidates come from per-token maxima: the k tokens of a batch with the largest
+max|a| (each with its argmax channel), so no top-k over the flattened tensor is
+needed. Every entry is a distinct token. Ties (e.g. the BOS token, whose
+activations are identical in every sample) are broken by (sample, position),
+so the selection does not depend on how samples were batched or sharded.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import SiteView, Statistic
+
+K = 32
+_FIELDS = ("absval", "value", "sample", "pos", "channel", "token")
+
+
+def select_top(cols: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """The k largest `absval` rows, ties by ascending (sample, pos); deterministic."""
+    order = torch.argsort(cols["pos"], stable=True)
+    order = order[torch.argsort(cols["sample"][order], stable=True)]
+    order = order[torch.argsort(cols["absval"][order], descending=True, stable=True)][:k]
+    return {f: t[order] for f, t in cols.items()}
+
+
+class TopK(Statistic):
+    name = "topk"
+    merge_rules = dict.fromkeys(_FIELDS, "topk")
+
+    def __init__(self, channels, n_samples, device, k: int = K):
+        super().__init__(channels, n_samples, device)
+        self.k = k
+        self.absval = torch.full((k,), -1.0, device=device)  # -1: empty slot
+        self.value = torch.zeros(k, device=device)
+        for f in ("sample", "pos", "channel", "token"):
+            setattr(self, f, torch.full((k,), -1, dtype=torch.int64, device=device))
+
+    def _cols(self) -> dict[str, torch.Tensor]:
+        return {f: getattr(self, f) for f in _FIELDS}
+
+    def _set(self, cols: dict[str, torch.Tensor]) -> None:
+        for f, t in select_top(cols, self.k).items():
+            setattr(self, f, t)
+
+    def update(self, v: SiteView) -> None:
+        ctx = v.ctx
+        row = torch.arange(ctx.n_rows, device=v.raw.device)
+        cand = select_top({"absval": v.tok_abs, "sample": ctx.sample, "pos": ctx.pos, "row": row}, self.k)
+        rows = cand["row"]  # (k,) indices into the view's rows
+        r = v.raw.index_select(0, rows)  # (k, C)
+        ch = r.abs().argmax(1)
+        new = {
+            "absval": cand["absval"],
+            "value": r.gather(1, ch[:, None]).squeeze(1).float(),
+            "sample": cand["sample"],
+            "pos": cand["pos"],
+            "channel": ch,
+            "token": ctx.token.index_select(0, rows),
+        }
+        self._set({f: torch.cat([getattr(self, f), new[f]]) for f in _FIELDS})
+
+    def merge(self, other: Statistic) -> None:
+        self._set({f: torch.cat([getattr(self, f), getattr(other, f).to(self.device)]) for f in _FIELDS})
+
+    def entries(self) -> list[dict]:
+        """Filled entries, largest first, as host values."""
+        cols = {f: getattr(self, f).cpu().tolist() for f in _FIELDS}
+        return [
+            {f: cols[f][i] for f in _FIELDS} for i in range(self.k) if cols["absval"][i] >= 0 and cols["sample"][i] >= 0
+        ]
+
