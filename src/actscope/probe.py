@@ -24,6 +24,7 @@ class ProbeResult:
     bindings: list[SiteBinding]  # sites to hook, in firing order (aliases excluded)
     channels: dict[str, int]  # hooked site name -> channels C of its (N, C) view
     shapes: dict[str, tuple[int, ...]]  # every usable site (aliases too) -> probe shape
+    usable: dict[str, SiteBinding] = field(default_factory=dict)  # hooked and aliases, firing order
     aliases: dict[str, str] = field(default_factory=dict)  # alias name -> hooked site name
     dropped: dict[str, str] = field(default_factory=dict)  # site name -> reason
 
@@ -37,7 +38,7 @@ def probe_sites(model: nn.Module, bindings: list[SiteBinding], input_ids, attent
         seen.setdefault(i, []).append((x, x._version, order[0]))
         order[0] += 1
 
-    with HookSet(model, bindings, record) as hooks, torch.inference_mode():
+    with HookSet(model, bindings, record) as hooks, torch.no_grad():  # no_grad: versions are tracked
         model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         fires = list(hooks.fires)
 
@@ -54,6 +55,7 @@ def probe_sites(model: nn.Module, bindings: list[SiteBinding], input_ids, attent
             res.dropped[name] = f"output shape {tuple(x.shape)} is not token-aligned"
             continue
         res.shapes[name] = tuple(x.shape)
+        res.usable[name] = b
         twin = next((n for t, v, n in first_of if t is x and v == version), None)
         if twin is not None:
             res.aliases[name] = twin

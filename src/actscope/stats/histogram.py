@@ -42,7 +42,7 @@ def histogram(x: torch.Tensor) -> torch.Tensor:
 def _edges() -> np.ndarray:
     """Lower edge of each |a| bin (HALF + 1 values; the last is the inf bin's end)."""
     bits = (np.arange(HALF + 1, dtype=np.uint64) << _SHIFT32).astype(np.uint32)
-    bits[-1] = 0x7F800000  # clamp the end to +inf
+    bits = np.minimum(bits, 0x7F800000)  # the nan bins (and the end) get +inf as edge
     return bits.view(np.float32).astype(np.float64)
 
 

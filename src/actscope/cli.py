@@ -1,0 +1,58 @@
+"""Command line: parse, call the library, map errors to exit codes. No logic here.
+
+Subcommands live in small modules that expose `register(subparsers)`; each
+handler returns an exit code. A UserError prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .errors import Interrupted, UserError
+
+# Modules that add subcommands, in help order.
+COMMAND_MODULES = (
+    "actscope.cli_measure",
+    "actscope.cli_corpus",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other bad input
+        self.exit(2, f"actscope: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="actscope", description="Measure the maximum activations of open causal LMs.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what is going on")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for mod in COMMAND_MODULES:
+        try:
+            importlib.import_module(mod).register(sub)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as e:
+        print(f"actscope: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except Interrupted as e:
+        print(f"actscope: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("actscope: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

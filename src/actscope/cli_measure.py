@@ -1,0 +1,118 @@
+"""`actscope measure`, `actscope sites` and `actscope show`."""
+
+from __future__ import annotations
+
+import json
+
+from .config import MeasureConfig
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def register(sub) -> None:
+    m = sub.add_parser("measure", help="stream a corpus through a model and record activation statistics")
+    m.add_argument("model", nargs="?", default="gemma-3-270m", help="built-in name, model directory or .gguf file")
+    m.add_argument("--corpus", default="quick", help="built-in profile (quick, standard, full) or a JSONL file")
+    m.add_argument("--out", "-o", help="run directory (default runs/MODEL-CORPUS)")
+    add_model_args(m)
+    m.add_argument("--sites", help="site kinds, presets (all, paper) or globs, comma-separated")
+    m.add_argument("--max-length", type=int, default=2048, help="tokens per sequence (default 2048)")
+    m.add_argument("--overflow", choices=("truncate", "window"), default="truncate", help="longer samples: cut or split")
+    m.add_argument("--bos", default="auto", help="auto (tokenizer default), always or never")
+    m.add_argument("--limit", type=int, help="measure only the first N samples")
+    m.add_argument("--token-budget", type=int, default=8192, help="padded tokens per batch")
+    m.add_argument("--max-batch", type=int, default=32, help="sequences per batch at most")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    m.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    m.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m.add_argument("--json", action="store_true", help="print the summary as JSON")
+    m.set_defaults(handler=cmd_measure)
+
+    s = sub.add_parser("sites", help="list the sites actscope would hook in a model")
+    s.add_argument("model", nargs="?", default="gemma-3-270m")
+    add_model_args(s)
+    s.add_argument("--sites", help="select by kind, preset or glob")
+    s.add_argument("--coverage", action="store_true", help="show which canonical kinds were found")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=cmd_sites)
+
+    w = sub.add_parser("show", help="print the summary of a run directory")
+    w.add_argument("run", help="run directory")
+    w.add_argument("--json", action="store_true", help="machine-readable summary")
+    w.add_argument("--sites", action="store_true", help="also list every site")
+    w.set_defaults(handler=cmd_show)
+
+
+def add_model_args(p) -> None:
+    p.add_argument("--dtype", help="float32 (CPU default), bfloat16 (CUDA default) or float16")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--cache-dir", help="where converted GGUF models are cached (default ~/.cache/actscope)")
+    p.add_argument("--trust-remote-code", action="store_true", help="run the model repository's own code")
+    p.add_argument("--allow-pickle", action="store_true", help="load pickled .bin/.pt weights (trusted files only)")
+
+
+def _model_kwargs(a) -> dict:
+    return dict(
+        dtype=a.dtype,
+        device=a.device,
+        cache_dir=a.cache_dir,
+        trust_remote_code=a.trust_remote_code,
+        allow_pickle=a.allow_pickle,
+    )
+
+
+def cmd_measure(a) -> int:
+    from .report.terminal import print_summary
+    from .results import read_manifest
+    from .runner import measure
+
+    cfg = MeasureConfig(
+        model=a.model,
+        corpus=a.corpus,
+        out=a.out,
+        sites=a.sites,
+        max_length=a.max_length,
+        overflow=a.overflow,
+        bos=a.bos,
+        limit=a.limit,
+        token_budget=a.token_budget,
+        max_batch=a.max_batch,
+        overwrite=a.overwrite,
+        resume=a.resume,
+        checkpoint_every=a.checkpoint_every,
+        progress=not a.no_progress,
+        **_model_kwargs(a),
+    )
+    out = measure(cfg)
+    manifest = read_manifest(out)
+    if a.json:
+        print(json.dumps(manifest["summary"], indent=2))
+    else:
+        print_summary(out, manifest)
+    return 0
+
+
+def cmd_sites(a) -> int:
+    from .adapters import discover_sites
+    from .models import load_model
+    from .report.terminal import print_sites
+    from .sites import select_sites
+
+    loaded = load_model(a.model, **_model_kwargs(a))
+    plan = discover_sites(loaded.model)
+    chosen = select_sites(plan.bindings, a.sites)
+    print_sites(loaded, plan, chosen, coverage=a.coverage, as_json=a.json)
+    return 0
+
+
+def cmd_show(a) -> int:
+    from .report.terminal import print_summary
+    from .results import read_manifest
+
+    manifest = read_manifest(a.run)
+    if a.json:
+        print(json.dumps({"status": manifest.get("status"), **manifest.get("summary", {})}, indent=2))
+        return 0
+    print_summary(a.run, manifest, all_sites=a.sites)
+    return 0

@@ -1,0 +1,1 @@
+"""Views of a run directory: terminal, HTML, comparison, model card, exports."""

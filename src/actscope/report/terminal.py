@@ -1,0 +1,195 @@
+"""The terminal view of a run (`actscope show`, and what `measure` prints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1e5 else f"{v:.3e}"
+    return str(v)
+
+
+def print_summary(run: str | Path, manifest: dict, *, all_sites: bool = False, console: Console | None = None) -> None:
+    con = console or Console()
+    s = manifest.get("summary") or {}
+    model = manifest["model"]
+    status = manifest.get("status")
+    con.print(f"[bold]actscope[/] run [cyan]{run}[/]  status: {status}")
+    con.print(
+        f"model {model.get('source')} ({model.get('model_type')}, {fmt(model.get('n_params'))} params, "
+        f"{manifest['settings']['dtype']} on {manifest['environment']['device']})"
+    )
+    if model.get("note"):
+        con.print(f"[dim]{model['note']}[/]")
+    tokens = manifest.get("tokens", {})
+    con.print(
+        f"corpus {manifest['corpus']['name']}: {tokens.get('samples', '?')} samples, {tokens.get('measured', '?'):,} tokens, "
+        f"padding {100 * tokens.get('padding_fraction', 0):.1f}%, BOS policy {manifest['settings']['bos']}"
+        if tokens
+        else f"corpus {manifest['corpus']['name']}"
+    )
+    if s.get("M") is None:
+        con.print("[red]no finite activation measured[/]")
+        return
+    loc = s["location"]
+    con.print()
+    con.print(
+        f"[bold]M = max|a| = {fmt(s['M'], 6)}[/] (signed {fmt(s['M_signed'], 6)}) at [bold]{loc['site']}[/] "
+        f"(kind {loc['kind']}, layer {fmt(loc['layer'])}, channel {loc['channel']})"
+    )
+    con.print(
+        f"  token {loc['token_text']!r} (id {loc['token_id']}) at position {loc['position']} of sample "
+        f"{loc['sample_id']} [{loc['domain']}]"
+    )
+    con.print(f"  context: {loc['context']!r}", markup=False, highlight=False)
+    con.print(
+        f"  residual stream max {fmt(s['residual_max'], 6)}: "
+        + ("carries M" if s["residual_carries_M"] else f"M is carried by {', '.join(s['carrier_kinds'])}")
+    )
+    _safety(con, s)
+    _per_kind(con, run, manifest)
+    _domains(con, s)
+    if all_sites:
+        _sites(con, run)
+
+
+def _safety(con: Console, s: dict) -> None:
+    saf, nf, mas = s["safety"], s["nonfinite"], s["massive"]
+    fp16 = "[green]safe[/]" if saf["fp16_safe"] else f"[red]overflows[/] at {len(saf['sites_over_fp16'])} sites"
+    con.print(f"  fp16 (max 65,504): {fp16}; headroom x{fmt(saf['fp16_headroom'], 3)}")
+    con.print(
+        f"  sites over FP8 E4M3 448 (unscaled): {saf['sites_over_fp8_e4m3']}; over E5M2 57,344: {saf['sites_over_fp8_e5m2']}"
+    )
+    if nf["overflowed"]:
+        con.print(
+            f"  [red]nonfinite values[/]: nan {nf['nan']}, +inf {nf['posinf']}, -inf {nf['neginf']}; first at "
+            f"{nf['first_site']}. Measure in float32 or bfloat16."
+        )
+    pt = mas["per_token_median"]
+    lw = mas["layer_median"]
+    bound = " (lower bound)" if pt["lower_bound"] else ""
+    con.print(
+        f"  massive activations ({mas['criterion']}): {pt['elements']:,} elements in {pt['tokens']:,} token-sites "
+        f"with the per-token median{bound}; {lw['elements_lo']:,}-{lw['elements_hi']:,} with the layer-wide median"
+    )
+    of = s["outlier_features"]
+    con.print(f"  outlier feature channels (LLM.int8 criterion, residual): {of['channels'][:12] or 'none'}")
+    con.print(f"  [dim]quantiles are histogram bin midpoints, relative error <= {100 * s['quantile_rel_error']:.2f}%[/]")
+
+
+def _per_kind(con: Console, run, manifest: dict) -> None:
+    from ..results import read_table
+
+    rows = read_table(run, "sites").to_pylist()
+    t = Table(title="max|a| by site kind", show_lines=False)
+    for col in ("kind", "sites", "max|a|", "at", "median q0.5", "q0.999", "kurtosis (max)", "nonfinite"):
+        t.add_column(col, justify="right" if col not in ("kind", "at") else "left")
+    by_kind: dict[str, list[dict]] = {}
+    for r in rows:
+        by_kind.setdefault(r["kind"], []).append(r)
+    for kind, rs in by_kind.items():
+        finite = [r for r in rs if r["absmax"] is not None]
+        top = max(finite, key=lambda r: r["absmax"]) if finite else None
+        kurt = [r["kurtosis"] for r in rs if r["kurtosis"] is not None]
+        t.add_row(
+            kind,
+            str(len(rs)),
+            fmt(top["absmax"], 6) if top else "-",
+            top["site"] if top else "-",
+            fmt(top["q0.5"]) if top else "-",
+            fmt(top["q0.999"]) if top else "-",
+            fmt(max(kurt)) if kurt else "-",
+            str(sum(r["nan"] + r["posinf"] + r["neginf"] for r in rs)),
+        )
+    con.print(t)
+
+
+def _domains(con: Console, s: dict) -> None:
+    if s.get("domains"):
+        t = Table(title="peak max|a| per domain")
+        t.add_column("domain")
+        t.add_column("max|a|", justify="right")
+        for d, v in sorted(s["domains"].items(), key=lambda kv: -kv[1]):
+            t.add_row(d, fmt(v, 6))
+        con.print(t)
+    for b in s.get("bootstrap", []):
+        con.print(
+            f"  bootstrap M over {b['resamples']} subsets of {b['n']} samples: 95% interval "
+            f"[{fmt(b['lo95'], 6)}, {fmt(b['hi95'], 6)}], median {fmt(b['median'], 6)}, "
+            f"reaches the full-corpus M in {100 * b['p_reach_full_M']:.0f}%"
+        )
+
+
+def _sites(con: Console, run) -> None:
+    from ..results import read_table
+
+    t = Table(title="sites")
+    for col in ("site", "kind", "max|a|", "min", "max", "rms", "kurtosis", "q0.999", "massive"):
+        t.add_column(col)
+    for r in read_table(run, "sites").to_pylist():
+        t.add_row(
+            r["site"], r["kind"], fmt(r["absmax"]), fmt(r["min"]), fmt(r["max"]), fmt(r["rms"]), fmt(r["kurtosis"]),
+            fmt(r["q0.999"]), str(r["massive_elements"]),
+        )
+    con.print(t)
+
+
+def print_sites(loaded, plan, chosen, *, coverage: bool = False, as_json: bool = False) -> None:
+    import json
+
+    from ..sites import KINDS
+
+    if as_json:
+        print(json.dumps(
+            {
+                "model_type": plan.model_type,
+                "adapter": plan.table_name,
+                "sites": [
+                    {"name": b.site.name, "kind": b.site.kind, "module": b.module_path, "point": b.site.point, "note": b.note}
+                    for b in chosen
+                ],
+                "kinds_found": plan.kinds(),
+                "kinds_missing": plan.missing_kinds,
+                "kinds_absent": plan.absent_kinds,
+            },
+            indent=2,
+        ))
+        return
+    con = Console()
+    shapes = _probe_shapes(loaded, chosen)
+    t = Table(title=f"{len(chosen)} sites of {plan.model_type} (adapter: {plan.table_name})")
+    for col in ("name", "kind", "module", "point", "shape (probe)", "note"):
+        t.add_column(col)
+    for b in chosen:
+        t.add_row(b.site.name, b.site.kind, b.module_path, b.site.point, str(shapes.get(b.site.name, "-")), b.note)
+    con.print(t)
+    if coverage:
+        found = set(plan.kinds())
+        c = Table(title="coverage of canonical site kinds")
+        c.add_column("kind")
+        c.add_column("status")
+        for k in KINDS:
+            st = "found" if k in found else "absent by design" if k in plan.absent_kinds else "not found"
+            c.add_row(k, st)
+        con.print(c)
+
+
+def _probe_shapes(loaded, chosen) -> dict:
+    """Shapes from a two-row probe forward, (batch, seq, ...) = (2, 7, ...)."""
+    import torch
+
+    from ..probe import probe_sites
+
+    tok = loaded.tokenizer
+    ids = tok(["The quick brown fox jumps over the lazy dog"] * 2, add_special_tokens=True)["input_ids"]
+    device = next(loaded.model.parameters()).device
+    x = torch.tensor([i[:7] for i in ids], device=device)
+    res = probe_sites(loaded.model, chosen, x, torch.ones_like(x))
+    return {**res.shapes, **{k: f"skipped: {v}" for k, v in res.dropped.items()}}
