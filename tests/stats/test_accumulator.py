@@ -1,0 +1,204 @@
+"""The statistics on hand-made activations: padding, merging, provenance, histogram."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from actscope.stats import histogram as H
+from actscope.stats.accumulator import Accumulator
+from actscope.stats.base import BatchContext
+
+STATS = ("extrema", "moments", "histogram", "topk", "massive", "samples")
+
+
+def ctx_for(lengths, samples, S, device="cpu"):
+    """BatchContext for right-padded rows of the given lengths."""
+    B = len(lengths)
+    mask = torch.zeros(B, S, dtype=torch.bool)
+    for r, n in enumerate(lengths):
+        mask[r, :n] = True
+    flat = mask.reshape(-1)
+    rows = flat.nonzero().squeeze(1)
+    sample = torch.tensor(samples)[:, None].expand(B, S).reshape(-1)[rows]
+    pos = torch.arange(S)[None].expand(B, S).reshape(-1)[rows]
+    token = (sample * 1000 + pos)[...]  # a fake token id that encodes its origin
+    padded = bool((~flat).any())
+    return BatchContext(B, S, rows if padded else None, sample, pos, token)
+
+
+def heavy(n, c, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, generator=g) * torch.rand(n, 1, generator=g) * 3
+    x[0, 3] = 700.0 + seed  # a massive element at the first token
+    return x
+
+
+def run(acc, acts, lengths, samples, poison=float("nan")):
+    """Feed per-sample activations (list of (len, C)) as one right-padded batch."""
+    S = max(lengths)
+    C = acts[0].shape[1]
+    x = torch.full((len(acts), S, C), poison)
+    for r, a in enumerate(acts):
+        x[r, : a.shape[0]] = a
+    acc.begin_batch(ctx_for(lengths, samples, S))
+    acc.update(0, x)
+    acc.end_batch()
+
+
+def results(acc):
+    out = {}
+    for s in acc.stats["site"]:
+        out.update({f"{s.name}.{k}": v for k, v in s.state_dict().items()})
+    return out
+
+
+def assert_same(a, b, rel=1e-9):
+    """Exact for everything but sums: global sums to `rel`; per-channel sums are
+    float32 per batch (moments.py), so batching changes them at the 1e-6 level."""
+    for k in a:
+        x, y = a[k], b[k]
+        if k.startswith("moments.ch_"):
+            assert torch.allclose(x, y, rtol=max(rel, 1e-6), atol=1e-4), k
+        elif x.dtype.is_floating_point and k.startswith("moments."):
+            assert torch.allclose(x, y, rtol=rel, atol=0), k
+        else:
+            assert torch.equal(x, y), k
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf"), 1e30])
+def test_padding_never_leaks(poison):
+    acts = [heavy(n, 16, s) for s, n in enumerate([9, 4, 7])]
+    padded = Accumulator({"site": 16}, 3, "cpu", STATS)
+    run(padded, acts, [9, 4, 7], [0, 1, 2], poison)
+    single = Accumulator({"site": 16}, 3, "cpu", STATS)
+    for s, a in enumerate(acts):
+        run(single, [a], [a.shape[0]], [s])
+    assert_same(results(padded), results(single))
+    hist = padded.stat("site", "histogram").hist.numpy()
+    assert H.nonfinite_counts(hist) == {"posinf": 0, "neginf": 0, "nan": 0}
+    assert int(padded.stat("site", "extrema").elements) == 20 * 16
+
+
+def test_merge_of_halves_equals_whole():
+    acts = [heavy(n, 8, s) for s, n in enumerate([5, 6, 3, 8])]
+    whole = Accumulator({"site": 8}, 4, "cpu", STATS)
+    for s, a in enumerate(acts):
+        run(whole, [a], [a.shape[0]], [s])
+    a = Accumulator({"site": 8}, 4, "cpu", STATS)
+    b = Accumulator({"site": 8}, 4, "cpu", STATS)
+    for s, x in enumerate(acts):
+        run(a if s < 2 else b, [x], [x.shape[0]], [s])
+    a.merge(b)
+    assert_same(results(a), results(whole))
+
+
+def test_state_dict_roundtrip():
+    acts = [heavy(6, 8, 1)]
+    a = Accumulator({"site": 8}, 1, "cpu", STATS)
+    run(a, acts, [6], [0])
+    b = Accumulator({"site": 8}, 1, "cpu", STATS)
+    b.load_state_dict(a.state_dict())
+    assert_same(results(a), results(b), rel=0)
+
+
+def test_topk_provenance_points_to_the_element():
+    acts = [heavy(n, 16, s) for s, n in enumerate([9, 4, 7])]
+    acc = Accumulator({"site": 16}, 3, "cpu", STATS)
+    run(acc, acts, [9, 4, 7], [0, 1, 2])
+    entries = acc.stat("site", "topk").entries()
+    assert len(entries) == 20  # every real token once, fewer than K
+    for e in entries:
+        v = acts[e["sample"]][e["pos"], e["channel"]].item()
+        assert v == e["value"] and abs(v) == e["absval"]
+        assert e["token"] == e["sample"] * 1000 + e["pos"]
+        assert e["absval"] == acts[e["sample"]][e["pos"]].abs().max().item()
+    top = entries[0]
+    assert top["absval"] == max(a.abs().max().item() for a in acts)
+    assert (top["sample"], top["pos"], top["channel"]) == (2, 0, 3)
+
+
+def test_topk_ties_broken_by_sample_then_position():
+    x = torch.ones(4, 2)
+    acc = Accumulator({"site": 2}, 2, "cpu", ("topk",))
+    run(acc, [x, x], [4, 4], [1, 0])
+    got = [(e["sample"], e["pos"]) for e in acc.stat("site", "topk").entries()]
+    assert got == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
+
+
+def test_extrema_moments_and_per_sample_max():
+    acts = [heavy(n, 8, s) for s, n in enumerate([5, 6])]
+    acc = Accumulator({"site": 8}, 3, "cpu", STATS)
+    run(acc, acts, [5, 6], [0, 2])
+    allx = torch.cat(acts).double()
+    r = {}
+    for s in acc.stats["site"]:
+        r.update(s.result())
+    assert r["min"] == allx.min().item() and r["max"] == allx.max().item()
+    assert math.isclose(r["mean"], allx.mean().item(), rel_tol=1e-6)  # float32 per-token partials
+    assert math.isclose(r["std"], allx.std(unbiased=False).item(), rel_tol=1e-6)
+    c = allx - allx.mean()
+    kurt = (c**4).mean() / (c**2).mean() ** 2 - 3
+    assert math.isclose(r["kurtosis"], kurt.item(), rel_tol=1e-6)
+    smax = acc.stat("site", "samples").smax
+    assert smax.tolist() == [acts[0].abs().max().item(), -1.0, acts[1].abs().max().item()]
+    ch = acc.stat("site", "extrema").ch_absmax
+    assert torch.equal(ch, torch.cat(acts).abs().amax(0))
+
+
+def test_massive_activation_counts():
+    x = torch.full((3, 2000), 0.01)
+    x[0, 5] = 500.0  # 500 >= 1000 x 0.01 and > 100: massive
+    x[1, 7] = 150.0  # > 100 and >= 1000 x 0.01: massive
+    x[2, :] = 1.0
+    x[2, 9] = 120.0  # > 100 but < 1000 x median 1.0: not massive
+    acc = Accumulator({"site": 2000}, 1, "cpu", ("massive",))
+    run(acc, [x], [3], [0])
+    r = acc.stat("site", "massive").result()
+    assert r["massive_elements"] == 2 and r["massive_tokens"] == 2 and r["tokens_over_100"] == 3
+    assert not r["massive_lower_bound"]
+    ch = acc.stat("site", "massive").ch_massive
+    assert ch[5] == 1 and ch[7] == 1 and ch.sum() == 2
+
+
+def test_nonfinite_counted_and_excluded_from_extrema():
+    x = torch.tensor([[1.0, float("nan")], [2.0, -3.0], [float("inf"), float("-inf")]])
+    acc = Accumulator({"site": 2}, 1, "cpu", STATS)
+    run(acc, [x], [3], [0])
+    h = acc.stat("site", "histogram").hist.numpy()
+    assert H.nonfinite_counts(h) == {"posinf": 1, "neginf": 1, "nan": 1}
+    r = acc.stat("site", "extrema").result()
+    assert (r["min"], r["max"], r["absmax"]) == (-3.0, 2.0, 3.0)  # finite tokens only
+    assert acc.stat("site", "moments").result()["mean"] is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_histogram_quantiles_within_stated_bound(dtype):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.distributions.StudentT(2.0).sample((200_000,)) * 3).to(dtype)
+    h = H.histogram(x).numpy()
+    assert h.sum() == x.numel()
+    exact = torch.quantile(x.float().abs()[:16_000_000], torch.tensor([0.5, 0.9, 0.99, 0.999]))
+    got = H.quantiles(h, [0.5, 0.9, 0.99, 0.999])
+    for e, q in zip(exact.tolist(), got):
+        assert abs(q - e) <= H.REL_ERROR * e * 1.0001 + 1e-12, (q, e)
+    del g
+
+
+def test_histogram_bins_are_the_same_for_bf16_and_fp32():
+    x = torch.tensor([0.0, 1.0, -1.0, 3.14159, 1e-30, 65504.0, 1e6, float("inf")])
+    b = x.to(torch.bfloat16)  # bf16 values are exactly representable in fp32
+    assert torch.equal(H.bin_index(b.float()).long(), H.bin_index(b).long())
+
+
+def test_fraction_above_brackets_truth():
+    x = torch.linspace(0, 1000, 10001)
+    h = H.histogram(x).numpy()
+    for t in (6.0, 100.0, 448.0):
+        lo, hi = H.fraction_above(h, [t])[t]
+        truth = (x >= t).sum().item() / x.numel()
+        assert lo - 1e-12 <= truth <= hi + 1e-12
+    assert np.isclose(H.fraction_above(h, [2000.0])[2000.0][1], 0.0)
