@@ -1,9 +1,8 @@
-"""Corpus specs -> Corpus. A spec is a built-in profile name or a user file path."""
+"""Corpus specs -> Corpus. A spec is a built-in profile name or a user file/directory path."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +37,18 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def domains(self) -> dict[str, int]:
+        """Samples per domain, in order of first appearance."""
+        out: dict[str, int] = {}
+        for s in self.samples:
+            out[s.domain] = out.get(s.domain, 0) + 1
+        return out
 
-def load_corpus(spec: str) -> Corpus:
-    """Built-in profile ("quick", ...) or a JSONL file with a `text` field."""
+
+def load_corpus(spec: str, text_column: str = "text") -> Corpus:
+    """Built-in profile ("quick", "standard", "full") or a user corpus path (see readers.py)."""
     from .profiles import PROFILES, load_profile
+    from .readers import read_path
 
     if spec in PROFILES:
         corpus = load_profile(spec)
@@ -50,42 +57,9 @@ def load_corpus(spec: str) -> Corpus:
         if not path.exists():
             raise CorpusError(
                 f"corpus {spec!r} is neither a built-in profile nor an existing file",
-                f"use one of {', '.join(PROFILES)} or a path to a .jsonl file",
+                f"use one of {', '.join(PROFILES)} or a path to a .txt/.jsonl/.parquet/.csv file or directory",
             )
-        corpus = _read_jsonl(path)
+        corpus = read_path(path, text_column)
     if not corpus.samples:
         raise CorpusError(f"corpus {spec!r} has no samples", "give a corpus with at least one non-empty text")
     return corpus
-
-
-def _read_jsonl(path: Path) -> Corpus:
-    samples = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise CorpusError(f"corpus {path} is not valid UTF-8 (byte {e.start})", "re-encode the file as UTF-8") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise CorpusError(
-                f"corpus {path} line {lineno} is not JSON", "give one JSON object per line (JSONL)"
-            ) from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-            raise CorpusError(
-                f"corpus {path} line {lineno} has no string field 'text'",
-                'write each line as {"text": "...", "domain": "...", "id": "..."}',
-            )
-        if not rec["text"].strip():
-            continue
-        samples.append(
-            Sample(
-                id=str(rec.get("id", f"{path.stem}-{lineno}")),
-                domain=str(rec.get("domain", "user")),
-                source=str(rec.get("source", path.name)),
-                text=rec["text"],
-            )
-        )
-    return Corpus(name=str(path), samples=tuple(samples), manifest={"kind": "jsonl", "path": str(path)})

@@ -1,0 +1,200 @@
+"""User corpora from files: .txt, a directory of .txt, JSONL (.jsonl/.jsonl.gz/.ndjson), Parquet, CSV/TSV.
+
+    file.txt        one sample for the whole file; a file over TXT_MAX_CHARS (~4,096
+                    tokens) is cut at blank lines into samples of at most that size
+    directory/      every *.txt below it, sorted by relative path, each read as above
+    .jsonl          one JSON object per line: `text` (or --text-column), optional `id`, `domain`
+    .parquet, .csv  one row per sample; the text column is `text` unless given; optional `id`, `domain`
+
+Every problem is a CorpusError naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..errors import CorpusError
+from ..registry import Registry
+from .sources import Corpus, Sample
+
+TXT_MAX_CHARS = 16_384  # ~4,096 tokens at ~4 characters per token
+
+Reader = Callable[[Path, str], list[Sample]]
+FORMATS: Registry[Reader] = Registry("corpus format")
+
+
+def read_path(path: Path, text_column: str = "text") -> Corpus:
+    """Dispatch on the suffix; a directory means its .txt files."""
+    fmt = "dir" if path.is_dir() else _format_of(path)
+    samples = FORMATS.get(fmt)(path, text_column)
+    if not samples:
+        raise CorpusError(
+            f"corpus {path} has no samples (no non-empty text)", "give at least one non-empty text"
+        )
+    return Corpus(name=str(path), samples=tuple(samples), manifest={"kind": fmt, "path": str(path)})
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower()
+    for suffix, fmt in (
+        (".jsonl.gz", "jsonl"),
+        (".jsonl", "jsonl"),
+        (".ndjson", "jsonl"),
+        (".json", "jsonl"),
+        (".parquet", "parquet"),
+        (".csv", "csv"),
+        (".tsv", "csv"),
+        (".txt", "txt"),
+    ):
+        if name.endswith(suffix):
+            return fmt
+    raise CorpusError(
+        f"corpus {path}: unknown file type {path.suffix or '(no suffix)'!r}",
+        "give a .txt, .jsonl, .parquet or .csv file, or a directory of .txt files",
+    )
+
+
+def _read_bytes(path: Path) -> bytes:
+    data = gzip.decompress(path.read_bytes()) if path.name.lower().endswith(".gz") else path.read_bytes()
+    if not data.strip():
+        raise CorpusError(f"corpus file {path} is empty", "give a file with text in it")
+    return data
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        raise CorpusError(
+            f"corpus file {path} is not valid UTF-8 (byte {e.start})", "re-encode it as UTF-8"
+        ) from None
+
+
+def _split_large(text: str) -> list[str]:
+    """Whole text if small; else blank-line-separated blocks packed up to TXT_MAX_CHARS."""
+    if len(text) <= TXT_MAX_CHARS:
+        return [text]
+    out, cur = [], ""
+    for block in text.split("\n\n"):
+        while len(block) > TXT_MAX_CHARS:  # one huge block: hard cut
+            if cur:
+                out.append(cur)
+                cur = ""
+            out.append(block[:TXT_MAX_CHARS])
+            block = block[TXT_MAX_CHARS:]
+        if cur and len(cur) + 2 + len(block) > TXT_MAX_CHARS:
+            out.append(cur)
+            cur = ""
+        cur = f"{cur}\n\n{block}" if cur else block
+    if cur:
+        out.append(cur)
+    return [t for t in out if t.strip()]
+
+
+def _txt_samples(path: Path, sample_id: str) -> list[Sample]:
+    parts = _split_large(_decode(path, _read_bytes(path)).strip())
+    if len(parts) == 1:
+        return [Sample(sample_id, "user", path.name, parts[0])]
+    return [Sample(f"{sample_id}:{i}", "user", path.name, t) for i, t in enumerate(parts)]
+
+
+@FORMATS.register("txt")
+def read_txt(path: Path, text_column: str = "text") -> list[Sample]:
+    return _txt_samples(path, path.stem)
+
+
+@FORMATS.register("dir")
+def read_dir(path: Path, text_column: str = "text") -> list[Sample]:
+    files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+    if not files:
+        raise CorpusError(f"corpus directory {path} has no .txt files", "put one .txt file per sample in it")
+    out: list[Sample] = []
+    for f in files:
+        out += _txt_samples(f, f.relative_to(path).with_suffix("").as_posix())
+    return out
+
+
+@FORMATS.register("jsonl")
+def read_jsonl(path: Path, text_column: str = "text") -> list[Sample]:
+    lines = _decode(path, _read_bytes(path)).splitlines()
+    rows = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            hint = "it looks like one JSON document, not JSONL" if line.lstrip()[:1] in "[{" else "not JSON"
+            raise CorpusError(
+                f"corpus {path} line {lineno} is not a JSON object ({hint})",
+                "give one JSON object per line (JSONL), or use a .txt/.csv suffix for other text",
+            ) from None
+        if not isinstance(rec, dict):
+            raise CorpusError(
+                f"corpus {path} line {lineno} is not a JSON object", "give one JSON object per line"
+            )
+        rows.append((lineno, rec))
+    return _rows_to_samples(path, rows, text_column)
+
+
+@FORMATS.register("csv")
+def read_csv(path: Path, text_column: str = "text") -> list[Sample]:
+    text = _decode(path, _read_bytes(path))
+    delim = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.DictReader(text.splitlines(keepends=True), delimiter=delim)
+    _need_column(path, reader.fieldnames or [], text_column)
+    return _rows_to_samples(path, enumerate(reader, 2), text_column)
+
+
+@FORMATS.register("parquet")
+def read_parquet(path: Path, text_column: str = "text") -> list[Sample]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for a bad file
+        raise CorpusError(
+            f"corpus {path} is not a readable Parquet file ({type(e).__name__})", "give a Parquet file"
+        ) from None
+    _need_column(path, table.column_names, text_column)
+    keep = [c for c in (text_column, "id", "domain") if c in table.column_names]
+    return _rows_to_samples(path, enumerate(table.select(keep).to_pylist()), text_column)
+
+
+def _stem(path: Path) -> str:
+    """File name without its format suffixes: c.jsonl.gz -> c."""
+    name = path.name.removesuffix(".gz").removesuffix(".GZ")
+    return Path(name).stem
+
+
+def _need_column(path: Path, columns: list[str], text_column: str) -> None:
+    if text_column not in columns:
+        have = ", ".join(map(str, columns)) or "none"
+        raise CorpusError(
+            f"corpus {path} has no column {text_column!r} (columns: {have})",
+            "pass --text-column with one of those columns",
+        )
+
+
+def _rows_to_samples(path: Path, rows: Iterable[tuple[int, dict]], text_column: str) -> list[Sample]:
+    out = []
+    for n, rec in rows:
+        text = rec.get(text_column)
+        if text is None and text_column not in rec:
+            _need_column(path, list(rec), text_column)
+        if not isinstance(text, str) or not text.strip():
+            continue
+        sid = rec.get("id")
+        out.append(
+            Sample(
+                str(sid) if sid not in (None, "") else f"{_stem(path)}-{n}",
+                str(rec.get("domain") or "user"),
+                path.name,
+                text,
+            )
+        )
+    return out
