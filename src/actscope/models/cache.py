@@ -84,6 +84,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
         yield tmp
+        tmp.chmod(0o755)  # mkdtemp makes it 0700; the cache may be shared between users
         try:
             os.rename(tmp, target)
         except OSError:
@@ -101,6 +102,7 @@ def atomic_file(target: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        tmp.chmod(0o644)  # mkstemp makes it 0600
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
