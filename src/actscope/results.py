@@ -32,8 +32,12 @@ STATE = "state/accumulators.safetensors"
 TABLES = ("sites", "channels", "hist", "topk", "samples")
 
 
-def prepare_run_dir(path: str | Path, *, overwrite: bool, resume: bool) -> Path:
-    """Create (or reuse, with resume/overwrite) a run directory we can write to."""
+def prepare_run_dir(path: str | Path, *, overwrite: bool, resume: bool, dry: bool = False) -> Path:
+    """Create (or reuse, with resume/overwrite) a run directory we can write to.
+
+    dry=True only checks, changing nothing: measure() calls it before the slow
+    model load, so that a bad --out fails fast and a failed load keeps the old run.
+    """
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise RunDirError(f"output {out} exists and is not a directory", "choose another --out")
@@ -47,7 +51,14 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool, resume: bool) -> Path:
             raise RunDirError(f"output directory {out} already exists", "pass --overwrite to replace it or --resume to continue it")
         if not is_run:
             raise RunDirError(f"{out} is not empty and is not an actscope run", "choose another --out")
+        if dry:
+            return out
         shutil.rmtree(out)
+    if dry:
+        parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+        if not os.access(parent, os.W_OK):
+            raise RunDirError(f"cannot write to output directory {out} (permission denied)", "choose a writable --out")
+        return out
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"

@@ -76,7 +76,8 @@ def measure(cfg: MeasureConfig, *, loaded=None, corpus=None) -> Path:
     from .models import load_model
 
     t0 = time.time()
-    out = prepare_run_dir(cfg.out or default_out(cfg), overwrite=cfg.overwrite, resume=cfg.resume)
+    out_path = cfg.out or default_out(cfg)
+    prepare_run_dir(out_path, overwrite=cfg.overwrite, resume=cfg.resume, dry=True)
     corpus = corpus if corpus is not None else load_corpus(cfg.corpus)
     if cfg.limit is not None:
         corpus = type(corpus)(corpus.name, corpus.samples[: cfg.limit], corpus.manifest)
@@ -92,6 +93,7 @@ def measure(cfg: MeasureConfig, *, loaded=None, corpus=None) -> Path:
             max_memory=cfg.max_memory,
         )
     model, tok = loaded.model, loaded.tokenizer
+    out = prepare_run_dir(out_path, overwrite=cfg.overwrite, resume=cfg.resume)
     device = next(model.parameters()).device
     t_load = time.time()
 

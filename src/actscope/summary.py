@@ -215,21 +215,27 @@ def _massive_summary(hooked, acc) -> dict:
 
 
 def _outlier_features(acc, manifest) -> dict:
-    """LLM.int8() outlier features over the residual stream: channels with |a| >= 6
-    in >= 6% of tokens, in >= 25% of layers."""
-    kinds = {s["name"]: s["kind"] for s in manifest["sites"]}
-    resid = [n for n in acc.names if kinds.get(n) == "residual"]
-    if not resid:
-        return {"channels": [], "site_kind": "residual"}
-    frac = np.stack(
-        [acc.stat(n, "massive").ch_ge6.cpu().numpy() / max(int(acc.stat(n, "extrema").tokens), 1) for n in resid]
-    )  # (layers, C)
-    layers_hit = (frac >= 0.06).mean(axis=0)
-    chans = np.nonzero(layers_hit >= 0.25)[0]
+    """LLM.int8() outlier features: hidden-size channels of the inputs to linear layers
+    (what the int8 matmul sees) with |a| >= 6 in >= 6% of tokens, in >= 25% of layers."""
+    meta = {s["name"]: s for s in manifest["sites"]}
+    lin = [n for n in acc.names if meta[n]["kind"] == "linear_input" and meta[n]["layer"] is not None]
+    if not lin:
+        return {"channels": [], "site_kind": "linear_input"}
+    widths = [acc.stat(n, "extrema").channels for n in lin]
+    hidden = max(set(widths), key=widths.count)  # q/k/v/gate/up inputs have the model width
+    by_layer: dict[int, np.ndarray] = {}
+    for n, w in zip(lin, widths):
+        if w != hidden:
+            continue
+        frac = acc.stat(n, "massive").ch_ge6.cpu().numpy() / max(int(acc.stat(n, "extrema").tokens), 1)
+        layer = meta[n]["layer"]
+        by_layer[layer] = np.maximum(by_layer.get(layer, 0), frac)
+    hit = np.stack([f >= 0.06 for f in by_layer.values()])  # (layers, C)
+    chans = np.nonzero(hit.mean(axis=0) >= 0.25)[0]
     return {
         "channels": [int(c) for c in chans],
-        "site_kind": "residual",
-        "criterion": f"|a| >= {OUTLIER_ABS:g} in >= 6% of tokens in >= 25% of layers",
+        "site_kind": "linear_input",
+        "criterion": f"|a| >= {OUTLIER_ABS:g} in >= 6% of tokens in >= 25% of layers (inputs of width {hidden})",
     }
 
 

@@ -164,6 +164,19 @@ def test_massive_activation_counts():
     assert ch[5] == 1 and ch[7] == 1 and ch.sum() == 2
 
 
+def test_massive_exact_when_most_tokens_exceed_100():
+    # Gemma-like: every token's median is large, only three tokens hold a massive element.
+    g = torch.Generator().manual_seed(0)
+    x = 150 + 50 * torch.rand(300, 64, generator=g)
+    x[[0, 100, 200], [1, 2, 3]] = 1e6
+    x[[0, 100, 200]] = torch.where(x[[0, 100, 200]] < 1e6, torch.tensor(0.5), x[[0, 100, 200]])
+    acc = Accumulator({"site": 64}, 1, "cpu", ("massive",))
+    run(acc, [x], [300], [0])
+    r = acc.stat("site", "massive").result()
+    assert r["tokens_over_100"] == 300
+    assert (r["massive_elements"], r["massive_tokens"], r["massive_lower_bound"]) == (3, 3, False)
+
+
 def test_nonfinite_counted_and_excluded_from_extrema():
     x = torch.tensor([[1.0, float("nan")], [2.0, -3.0], [float("inf"), float("-inf")]])
     acc = Accumulator({"site": 2}, 1, "cpu", STATS)

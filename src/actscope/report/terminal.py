@@ -8,6 +8,13 @@ from rich.console import Console
 from rich.table import Table
 
 
+def _console() -> Console:
+    import sys
+
+    # Tables need room; when piped (no terminal width) use a wide fixed width.
+    return Console() if sys.stdout.isatty() else Console(width=140)
+
+
 def fmt(v, digits: int = 4) -> str:
     if v is None:
         return "-"
@@ -17,7 +24,7 @@ def fmt(v, digits: int = 4) -> str:
 
 
 def print_summary(run: str | Path, manifest: dict, *, all_sites: bool = False, console: Console | None = None) -> None:
-    con = console or Console()
+    con = console or _console()
     s = manifest.get("summary") or {}
     model = manifest["model"]
     status = manifest.get("status")
@@ -80,7 +87,9 @@ def _safety(con: Console, s: dict) -> None:
         f"with the per-token median{bound}; {lw['elements_lo']:,}-{lw['elements_hi']:,} with the layer-wide median"
     )
     of = s["outlier_features"]
-    con.print(f"  outlier feature channels (LLM.int8 criterion, residual): {of['channels'][:12] or 'none'}")
+    chans = of["channels"]
+    more = f" (+{len(chans) - 16} more)" if len(chans) > 16 else ""
+    con.print(f"  outlier-feature channels (LLM.int8 criterion, linear inputs): {chans[:16] or 'none'}{more}")
     con.print(f"  [dim]quantiles are histogram bin midpoints, relative error <= {100 * s['quantile_rel_error']:.2f}%[/]")
 
 
@@ -162,7 +171,7 @@ def print_sites(loaded, plan, chosen, *, coverage: bool = False, as_json: bool =
             indent=2,
         ))
         return
-    con = Console()
+    con = _console()
     shapes = _probe_shapes(loaded, chosen)
     t = Table(title=f"{len(chosen)} sites of {plan.model_type} (adapter: {plan.table_name})")
     for col in ("name", "kind", "module", "point", "shape (probe)", "note"):

@@ -52,4 +52,7 @@ class Extrema(Statistic):
             "max": mx if finite else None,
             "absmax": absmax,
             "absmax_signed": signed,
+            # Channels exactly 0 on every token: dead units; at an MoE routing site
+            # (layers.i.mlp.experts.routed.in), experts that received no tokens.
+            "zero_channels": int((self.ch_absmax == 0).sum()) if int(self.tokens) else None,
         }
