@@ -116,3 +116,40 @@ def test_source_table():
     assert BY_NAME["bbc_news"].local and BY_NAME["lee_abc_news"].local
     for s in SOURCES:
         assert ":" in s.reader and s.packages and s.license
+
+
+def test_local_sources_fill_their_domain(tmp_path, monkeypatch):
+    """--with-local-sources on a user's machine: shipped samples plus local news, still 5,000 in full."""
+    import actscope.corpus.build as build_mod
+    from actscope.corpus import load_corpus
+    from actscope.corpus.profiles import load_profile
+
+    rng = random.Random(0)
+    local_news = [
+        Candidate(
+            f"bbc_news/n{i}/0",
+            "news",
+            "bbc_news",
+            " ".join(rng.choice(WORDS) for _ in range(150)),
+            "research",
+        )
+        for i in range(600)
+    ]
+
+    def fake_pools(specs, *args, **kwargs):
+        assert all(s.local for s in specs)
+        return {"news": local_news}
+
+    monkeypatch.setattr(build_mod, "_pools", fake_pools)
+    manifest = build_mod.build(
+        tmp_path, from_registries=False, with_local=True, profiles=("quick",), log=lambda _: None
+    )
+    assert manifest["local_sources_present"] == ["bbc_news"]
+    assert manifest["profiles"]["quick"]["n_samples"] == 100
+    assert "bbc_news" in (tmp_path / "NOTICE").read_text() and "LOCAL" in (tmp_path / "NOTICE").read_text()
+    built = load_corpus(str(tmp_path / "quick.jsonl.gz"))
+    assert built.manifest["kind"] == "built-profile" and built.manifest["local_sources_present"] == [
+        "bbc_news"
+    ]
+    shipped = {s.id for s in load_profile("quick").samples if s.domain != "news"}
+    assert {s.id for s in built.samples if s.domain != "news"} <= shipped | set()  # other domains unchanged

@@ -38,12 +38,11 @@ def load_profile(name: str) -> Corpus:
     with gzip.open(str(path), "rt", encoding="utf-8") as f:
         recs = [json.loads(line) for line in f if line.strip()]
     samples = tuple(Sample(r["id"], r["domain"], r["source"], r["text"]) for r in recs)
-    return Corpus(name=name, samples=samples, manifest=_profile_manifest(name))
+    return Corpus(name=name, samples=samples, manifest=profile_manifest(shipped_manifest(), name))
 
 
-def _profile_manifest(name: str) -> dict:
-    """What a run records about the corpus: profile, sources with versions and licenses, hashes."""
-    full = shipped_manifest()
+def profile_manifest(full: dict, name: str) -> dict:
+    """What a run records about a profile: sources with versions and licenses, hashes, local sources."""
     entry = full["profiles"].get(name, {})
     used = entry.get("sources", {})
     return {

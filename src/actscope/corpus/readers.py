@@ -35,7 +35,25 @@ def read_path(path: Path, text_column: str = "text") -> Corpus:
         raise CorpusError(
             f"corpus {path} has no samples (no non-empty text)", "give at least one non-empty text"
         )
-    return Corpus(name=str(path), samples=tuple(samples), manifest={"kind": fmt, "path": str(path)})
+    manifest = {"kind": fmt, "path": str(path), **_built_profile(path)}
+    return Corpus(name=str(path), samples=tuple(samples), manifest=manifest)
+
+
+def _built_profile(path: Path) -> dict:
+    """A profile written by `actscope corpus build` keeps its MANIFEST.json beside it: carry that along."""
+    name = path.name.removesuffix(".jsonl.gz")
+    side = path.parent / "MANIFEST.json"
+    if name == path.name or not side.is_file():
+        return {}
+    try:
+        full = json.loads(side.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    if name not in full.get("profiles", {}):
+        return {}
+    from .profiles import profile_manifest
+
+    return {**profile_manifest(full, name), "kind": "built-profile"}
 
 
 def _format_of(path: Path) -> str:

