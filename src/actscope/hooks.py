@@ -36,8 +36,18 @@ class HookSet:
         self.fires = [0] * len(bindings)
         self._handles: list = []
 
-    def _make(self, i: int, point: str):
+    def _make(self, i: int, point: str, tap=None):
         fires, sink = self.fires, self.sink
+
+        if tap is not None:  # the binding computes its tensor from the module's inputs and output
+
+            def tap_hook(module, args, kwargs, output):
+                fires[i] += 1
+                x = tap(module, args, kwargs, output)
+                if x is not None:
+                    sink(i, x)
+
+            return tap_hook
 
         if point == "in":
 
@@ -61,8 +71,10 @@ class HookSet:
         try:
             for i, b in enumerate(self.bindings):
                 mod = self.model.get_submodule(b.module_path)
-                fn = self._make(i, b.site.point)
-                if b.site.point == "in":
+                fn = self._make(i, b.site.point, b.tap)
+                if b.tap is not None:
+                    h = mod.register_forward_hook(fn, with_kwargs=True)
+                elif b.site.point == "in":
                     h = mod.register_forward_pre_hook(fn, with_kwargs=True)
                 else:
                     h = mod.register_forward_hook(fn)

@@ -13,7 +13,8 @@ to group and compare sites across families:
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from .errors import UserError
 
@@ -26,6 +27,7 @@ KINDS = (
     "act",
     "linear_input",
     "router",
+    "routing",
     "expert",
     "norm",
     "final_norm",
@@ -66,11 +68,17 @@ class SiteBinding:
     point "out" hooks the module output (first element of a tuple);
     point "in" hooks its first positional input. `note` records how the site was
     obtained when that matters (e.g. router output meaning, layer type).
+
+    `tap`, where set, replaces both: a forward hook calls tap(module, args, kwargs,
+    output) and measures the token-aligned tensor it returns, (B*S, C) or
+    (B, S, C). MoE sites use it to read the experts' routing inputs
+    (adapters/moe.py).
     """
 
     site: Site
     module_path: str
     note: str = ""
+    tap: Callable | None = field(default=None, compare=False, repr=False)
 
 
 def select_sites(bindings: list[SiteBinding], spec: str | None) -> list[SiteBinding]:

@@ -1,9 +1,12 @@
 """Find the canonical sites of a causal LM.
 
 Discovery is generic first: find the decoder-layer list, then classify each
-layer's children by role from their names and types. A family whose modules
-are named differently registers a FamilyTable (families.py); unknown families
-use DEFAULT_TABLE and get told which kinds were not found.
+layer's children by role from their names (and, failing that, their class
+names). A family whose modules are named differently, or that lacks a kind by
+design, registers a FamilyTable (families.py); unknown families use
+DEFAULT_TABLE and are told which kinds were not found.
+
+    plan = discover_sites(model)      # SitePlan: bindings + found/missing/absent kinds
 """
 
 from __future__ import annotations
@@ -19,53 +22,78 @@ from ..sites import KINDS, Site, SiteBinding
 
 log = logging.getLogger(__name__)
 
+MOE_KINDS = frozenset({"router", "routing", "expert"})
+
 
 @dataclass(frozen=True)
 class FamilyTable:
-    """Names of the modules that play each role, relative to their parent."""
+    """Names of the modules that play each role, relative to their parent, and
+    what the family lacks by design. Every field has a generic default."""
 
     layers: str | None = None  # dotted path of the decoder-layer ModuleList; None: discover
     attention: tuple[str, ...] = ("self_attn", "attn", "attention", "self_attention", "linear_attn", "mixer")
     mlp: tuple[str, ...] = ("mlp", "feed_forward", "block_sparse_moe", "moe", "ffn")
     gate: tuple[str, ...] = ("gate_proj", "w1")  # Linear under the MLP whose output is the SwiGLU gate
+    gate_from_act_input: bool = False  # fused gate_up_proj: the gate is the activation's input
     act: tuple[str, ...] = ("act_fn", "act", "activation_fn")
-    router: tuple[str, ...] = ("router",)  # under the MLP/MoE block
-    router_note: str = "router module output"
-    final_norm: tuple[str, ...] = ("norm", "final_layernorm", "ln_f", "norm_f", "final_norm")
+    # MoE blocks are MLP blocks with an experts child; the router sits beside it.
+    experts: tuple[str, ...] = ("experts",)
+    router: tuple[str, ...] = ("router", "gate")
+    # "output": router output[0] is the logits; "recompute": input @ W.T + b; "auto": recompute when
+    # the router has an (E, H) weight (unknown families), else output[0]
+    router_logits: str = "auto"
+    router_note: str = "router output[0]: assumed to be the logits (not checked for this family)"
+    shared_expert: tuple[str, ...] = ("shared_expert", "shared_experts")
+    final_norm: tuple[str, ...] = (
+        "norm",
+        "final_layernorm",
+        "ln_f",
+        "norm_f",
+        "final_norm",
+        "final_layer_norm",
+    )
+    embedding_note: str = ""
     absent: frozenset[str] = frozenset()  # kinds this family does not have, by design
-    note: str = ""
+    note: str = ""  # one line for docs/architectures.md
 
 
 DEFAULT_TABLE = FamilyTable()
 ADAPTERS: Registry[FamilyTable] = Registry("architecture adapter")
 
-LINEAR_TYPES: tuple[type, ...] = (nn.Linear,)
-try:  # GPT-2 style Conv1D is a linear layer with transposed weights
-    from transformers.pytorch_utils import Conv1D
+# Class-name hints for children whose attribute name is not in the table (unknown families).
+ATTENTION_CLASS_HINTS = ("Attention", "DeltaNet", "Mamba", "Mixer", "Retention")
+MLP_CLASS_HINTS = ("MLP", "Moe", "MoE", "FeedForward", "Ffn", "FFN")
 
-    LINEAR_TYPES = (nn.Linear, Conv1D)
-except ImportError:  # pragma: no cover
-    pass
 
-_NORM_SUFFIXES = ("_layernorm", "layernorm", "_layer_norm", "_norm", "norm")
+def with_table(**kw) -> FamilyTable:
+    return replace(DEFAULT_TABLE, **kw)
 
 
 @dataclass
 class SitePlan:
     """Every site found in a model, with what discovery could not find."""
 
-    model_type: str
-    table_name: str
+    model_type: str  # the top-level config's model type (e.g. gemma3 for the VL wrapper)
+    table_name: str  # the FamilyTable used ("default" for unknown families)
     bindings: list[SiteBinding]
     layers_path: str
     n_layers: int
+    text_model_type: str = ""  # the text backbone's type when it differs (gemma3 -> gemma3_text)
     missing_kinds: list[str] = field(default_factory=list)  # expected but not found
     absent_kinds: list[str] = field(default_factory=list)  # declared absent for the family
-    skipped: list[str] = field(default_factory=list)  # modules not hookable per site (shared)
+    skipped: list[str] = field(default_factory=list)  # modules found but not measurable, with why
+    note: str = ""
 
     def kinds(self) -> list[str]:
         found = {b.site.kind for b in self.bindings}
         return [k for k in KINDS if k in found]
+
+    def coverage(self) -> dict[str, str]:
+        """kind -> "found" | "absent" (by design) | "missing" (expected, not found)."""
+        found = set(self.kinds())
+        return {
+            k: "found" if k in found else "absent" if k in self.absent_kinds else "missing" for k in KINDS
+        }
 
 
 def is_norm(module: nn.Module) -> bool:
@@ -73,7 +101,7 @@ def is_norm(module: nn.Module) -> bool:
     return "Norm" in name or isinstance(module, (nn.LayerNorm, nn.GroupNorm))
 
 
-def _text_config(model: nn.Module):
+def text_config(model: nn.Module):
     cfg = getattr(model, "config", None)
     if cfg is None:
         return None
@@ -81,10 +109,29 @@ def _text_config(model: nn.Module):
     return get() if callable(get) else cfg
 
 
+def is_moe_config(cfg) -> bool:
+    """Whether the config declares routed experts (the name differs by family)."""
+    keys = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+    return any(isinstance(getattr(cfg, k, None), int) and getattr(cfg, k) > 1 for k in keys)
+
+
+def resolve_table(model: nn.Module) -> tuple[str, str, str, FamilyTable]:
+    """(model type, text model type, table name, table): the wrapper's type is looked
+    up first, then its text backbone's, then the default table."""
+    top = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
+    text = getattr(text_config(model), "model_type", None) or top
+    for name in (top, text):
+        if name in ADAPTERS:
+            return top, text, name, ADAPTERS.get(name)
+    return top, text, "default", DEFAULT_TABLE
+
+
 def find_layers(model: nn.Module, table: FamilyTable) -> tuple[str, nn.ModuleList]:
+    """The decoder-layer list: the shallowest ModuleList with num_hidden_layers
+    entries outside vision/audio towers and multi-token-prediction heads."""
     if table.layers is not None:
         return table.layers, model.get_submodule(table.layers)
-    cfg = _text_config(model)
+    cfg = text_config(model)
     want = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
     candidates = []
     for path, mod in model.named_modules():
@@ -104,121 +151,69 @@ def find_layers(model: nn.Module, table: FamilyTable) -> tuple[str, nn.ModuleLis
     return path, mod
 
 
-def _module_paths(model: nn.Module) -> dict[int, list[str]]:
-    paths: dict[int, list[str]] = {}
-    for path, mod in model.named_modules(remove_duplicate=False):
-        paths.setdefault(id(mod), []).append(path)
-    return paths
-
-
-def _norm_short(name: str) -> str:
-    for suf in _NORM_SUFFIXES:
-        if name.endswith(suf) and len(name) > len(suf):
-            return name[: -len(suf)].rstrip("_")
-    return name
-
-
-def discover_sites(model: nn.Module) -> SitePlan:
-    """Bindings for every canonical site, in forward order."""
-    cfg = _text_config(model)
-    model_type = getattr(cfg, "model_type", type(model).__name__)
-    table_name = model_type if model_type in ADAPTERS else "default"
-    table = ADAPTERS.get(model_type) if model_type in ADAPTERS else DEFAULT_TABLE
-    layers_path, layers = find_layers(model, table)
-    shared = {i for i, ps in _module_paths(model).items() if len(ps) > 1}
-    skipped: list[str] = []
-    out: list[SiteBinding] = []
-
-    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if emb is not None:
-        out.append(SiteBinding(Site(None, "embed", "out", "embedding"), _path_of(model, emb)))
-    for i, layer in enumerate(layers):
-        prefix = f"{layers_path}.{i}"
-        out.extend(_layer_sites(i, prefix, layer, table, shared, skipped))
-        out.append(SiteBinding(Site(i, "resid", "out", "residual"), prefix, _layer_note(model, i)))
-    parent_path = layers_path.rsplit(".", 1)[0] if "." in layers_path else ""
-    parent = model.get_submodule(parent_path) if parent_path else model
-    for name in table.final_norm:
-        mod = getattr(parent, name, None)
-        if isinstance(mod, nn.Module) and is_norm(mod):
-            path = f"{parent_path}.{name}" if parent_path else name
-            out.append(SiteBinding(Site(None, "final_norm", "out", "final_norm"), path))
-            break
-
-    found = {b.site.kind for b in out}
-    expected = ("embedding", "residual", "attention", "mlp", "gate", "act", "linear_input", "norm", "final_norm")
-    missing = [k for k in expected if k not in found and k not in table.absent]
-    if missing and table_name == "default":
-        log.warning("%s: generic discovery found no %s sites", model_type, ", ".join(missing))
-    return SitePlan(
-        model_type=model_type,
-        table_name=table_name,
-        bindings=out,
-        layers_path=layers_path,
-        n_layers=len(layers),
-        missing_kinds=missing,
-        absent_kinds=sorted(table.absent),
-        skipped=skipped,
-    )
-
-
-def _layer_note(model: nn.Module, i: int) -> str:
-    types = getattr(_text_config(model), "layer_types", None)
-    return f"layer_type={types[i]}" if types and i < len(types) else ""
-
-
-def _path_of(model: nn.Module, target: nn.Module) -> str:
+def path_of(model: nn.Module, target: nn.Module) -> str:
     for path, mod in model.named_modules():
         if mod is target:
             return path
     raise AssertionError("module not in model")
 
 
-def _layer_sites(i, prefix, layer, table: FamilyTable, shared, skipped) -> list[SiteBinding]:
-    """Sites inside one decoder layer, in module order."""
+def shared_modules(model: nn.Module) -> set[int]:
+    """ids of modules reachable under several paths (hooking them would fire twice)."""
+    seen: dict[int, int] = {}
+    for _, mod in model.named_modules(remove_duplicate=False):
+        seen[id(mod)] = seen.get(id(mod), 0) + 1
+    return {i for i, n in seen.items() if n > 1}
+
+
+def discover_sites(model: nn.Module) -> SitePlan:
+    """Bindings for every canonical site, in forward order."""
+    from .layer import LayerScan
+
+    model_type, text_type, table_name, table = resolve_table(model)
+    layers_path, layers = find_layers(model, table)
+    cfg = text_config(model)
+    scan = LayerScan(table, shared_modules(model), getattr(cfg, "layer_types", None))
     out: list[SiteBinding] = []
-    for name, child in layer.named_children():
-        path = f"{prefix}.{name}"
-        if name in table.attention:
-            out += _block_internals(i, path, "attn", child, table, shared, skipped)
-            out.append(SiteBinding(Site(i, "attn", "out", "attention"), path))
-        elif name in table.mlp:
-            out += _block_internals(i, path, "mlp", child, table, shared, skipped)
-            out.append(SiteBinding(Site(i, "mlp", "out", "mlp"), path))
-        elif is_norm(child):
-            out.append(SiteBinding(Site(i, f"norm.{_norm_short(name)}", "out", "norm"), path))
-        elif isinstance(child, LINEAR_TYPES):
-            out.append(SiteBinding(Site(i, name, "in", "linear_input"), path))
-    return out
+
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if isinstance(emb, nn.Module):
+        out.append(
+            SiteBinding(Site(None, "embed", "out", "embedding"), path_of(model, emb), table.embedding_note)
+        )
+    for i, layer in enumerate(layers):
+        out += scan.layer(i, f"{layers_path}.{i}", layer)
+    out += _final_norm(model, layers_path, table)
+
+    found = {b.site.kind for b in out}
+    absent = set(table.absent)
+    if not is_moe_config(cfg) and not found & MOE_KINDS:
+        absent |= MOE_KINDS  # a dense model: no router, routing or experts, by construction
+    missing = [k for k in KINDS if k not in found and k not in absent]
+    if missing:
+        log.warning(
+            "%s: discovery found no %s sites (adapter: %s)", model_type, ", ".join(missing), table_name
+        )
+    return SitePlan(
+        model_type=model_type,
+        table_name=table_name,
+        bindings=out,
+        layers_path=layers_path,
+        n_layers=len(layers),
+        text_model_type=text_type if text_type != model_type else "",
+        missing_kinds=missing,
+        absent_kinds=sorted(absent - found),
+        skipped=scan.skipped,
+        note=table.note,
+    )
 
 
-def _block_internals(i, block_path, canon, block, table: FamilyTable, shared, skipped) -> list[SiteBinding]:
-    """Linear inputs, norms, gate, activation and router inside an attention or MLP block."""
-    out: list[SiteBinding] = []
-    for rel, mod in block.named_modules():
-        if not rel:
-            continue
-        path = f"{block_path}.{rel}"
-        comp = f"{canon}.{rel}"
-        leaf = rel.rsplit(".", 1)[-1]
-        if id(mod) in shared:
-            skipped.append(f"{path} (module shared between several places)")
-            continue
-        if isinstance(mod, LINEAR_TYPES):
-            out.append(SiteBinding(Site(i, comp, "in", "linear_input"), path))
-            if canon == "mlp" and leaf in table.gate:
-                out.append(SiteBinding(Site(i, "mlp.gate", "out", "gate"), path, f"{leaf} output, pre-activation"))
-            if canon == "mlp" and leaf in table.router:
-                out.append(SiteBinding(Site(i, "mlp.router", "out", "router"), path, table.router_note))
-        elif is_norm(mod):
-            out.append(SiteBinding(Site(i, comp, "out", "norm"), path))
-        elif canon == "mlp" and leaf in table.act and "." not in rel:
-            out.append(SiteBinding(Site(i, "mlp.act", "out", "act"), path))
-        elif canon == "mlp" and leaf in table.router and "." not in rel:
-            out.append(SiteBinding(Site(i, "mlp.router", "out", "router"), path, table.router_note))
-    return out
-
-
-def with_table(**kw) -> FamilyTable:
-    return replace(DEFAULT_TABLE, **kw)
-
+def _final_norm(model: nn.Module, layers_path: str, table: FamilyTable) -> list[SiteBinding]:
+    parent_path = layers_path.rsplit(".", 1)[0] if "." in layers_path else ""
+    parent = model.get_submodule(parent_path) if parent_path else model
+    for name in table.final_norm:
+        mod = getattr(parent, name, None)
+        if isinstance(mod, nn.Module) and is_norm(mod):
+            path = f"{parent_path}.{name}" if parent_path else name
+            return [SiteBinding(Site(None, "final_norm", "out", "final_norm"), path)]
+    return []
