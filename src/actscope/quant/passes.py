@@ -1,0 +1,96 @@
+"""The two streaming passes: calibrate (statistics on one split) and evaluate (errors on the other).
+
+Both reuse the measurement engine: batches from corpus/, provenance from
+runner.batch_context, hooks from hooks.HookSet, padding dropped by SiteView.
+The calibration pass keeps per site max|a| (per channel), moments and the
+log histogram (the statistics of stats/); the evaluation pass fake-quantizes
+each hooked site with every scheme inside the hook and keeps only error sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..hooks import HookSet
+from ..runner import batch_context, forward_fn
+from ..sites import SiteBinding
+from ..stats.accumulator import Accumulator
+from ..stats.base import SiteView
+from .metrics import ErrorSums
+from .quantizer import Quantizer, SiteCalibration
+from .scales import weight_input_amax
+
+CALIBRATION_STATS = ("extrema", "moments", "histogram")
+EVALUATION_STATS = ("extrema", "moments")
+
+
+def stream(
+    model: nn.Module, bindings: list[SiteBinding], batches, sink, begin: Callable, end: Callable
+) -> None:
+    """Forward every batch with hooks feeding sink(i, x); begin(ctx) / end() around each batch."""
+    device = next(model.parameters()).device
+    run = forward_fn(model)
+    with HookSet(model, bindings, sink) as hooks, torch.inference_mode():
+        for batch in batches:
+            begin(batch_context(batch, device))
+            run(batch.input_ids.to(device), batch.attention_mask.to(device))
+            hooks.check_once()
+            end()
+
+
+def calibrate(
+    model, bindings, channels: dict[str, int], batches, n_samples: int, linear_modules
+) -> dict[str, SiteCalibration]:
+    """{hooked site name -> SiteCalibration}; linear_modules: site name -> modules reading it."""
+    device = next(model.parameters()).device
+    acc = Accumulator(channels, n_samples, device, CALIBRATION_STATS)
+    stream(model, bindings, batches, acc.update, acc.begin_batch, acc.end_batch)
+    kinds = {b.site.name: b.site.kind for b in bindings}
+    out = {}
+    for name in acc.names:
+        ext, mom, hist = (acc.stat(name, s) for s in CALIBRATION_STATS)
+        e, m = ext.result(), mom.result()
+        mods = linear_modules.get(name)
+        out[name] = SiteCalibration(
+            name=name,
+            kind=kinds[name],
+            channels=channels[name],
+            amax=e["absmax"] or 0.0,
+            rms=m["rms"] or 0.0,
+            ch_amax=ext.ch_absmax.clone(),
+            hist=hist.hist.cpu().numpy(),
+            weight_amax=weight_input_amax(mods).to(device) if mods else None,
+        )
+    return out
+
+
+class EvalSink:
+    """Hook sink of the evaluation pass: every quantizer of the site on the batch's real tokens."""
+
+    def __init__(
+        self, channels: dict[str, int], quantizers: dict[str, list[Quantizer | None]], n_samples, device
+    ):
+        self.names = list(channels)
+        self.stats = Accumulator(channels, n_samples, device, EVALUATION_STATS)
+        self.quantizers = [quantizers[n] for n in self.names]
+        self.errors = [ErrorSums(len(quantizers[n]), device) for n in self.names]
+
+    def update(self, i: int, x: torch.Tensor) -> None:
+        view = SiteView(x.detach(), self.stats.ctx)  # drops padding once for all users
+        for s in self.stats.stats[self.names[i]]:
+            s.update(view)
+        v = view.x  # (N, C) float32
+        for j, q in enumerate(self.quantizers[i]):
+            if q is not None:  # None: scheme does not apply to this site (SmoothQuant off linear inputs)
+                xq, clipped = q(v)
+                self.errors[i].update(j, v, xq, clipped)
+
+
+def evaluate(model, bindings, channels, quantizers, batches, n_samples: int) -> EvalSink:
+    device = next(model.parameters()).device
+    sink = EvalSink(channels, quantizers, n_samples, device)
+    stream(model, bindings, batches, sink.update, sink.stats.begin_batch, sink.stats.end_batch)
+    return sink

@@ -1,0 +1,205 @@
+"""run_quant(): split -> calibrate -> evaluate -> end to end -> correlate -> recommend -> write.
+
+    out, section = run_quant(QuantConfig(target="runs/gemma-3-270m-quick"))
+
+The target is a run directory (its model, corpus and BOS policy are reused and
+the results are added to it) or a model source (results go to --out, created
+with a minimal manifest when it does not exist yet).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..corpus import TokenizeConfig, load_corpus, make_batches, tokenize_corpus
+from ..errors import RunDirError
+from ..probe import probe_sites
+from ..results import prepare_run_dir, read_manifest
+from ..runner import probe_inputs
+from ..sites import select_sites
+from ..stats import histogram as H
+from .config import QuantConfig
+from .covariance import correlations
+from .e2e import evaluate_e2e
+from .passes import calibrate, evaluate
+from .quantizer import Quantizer, build_quantizer
+from .recommend import Candidate, candidates, recommend
+from .results import e2e_maps, metric_rows, scheme_summary, write_quant
+from .scheme import Scheme, parse_scheme
+from .splits import split_corpus, subset
+
+
+@dataclass(frozen=True)
+class Target:
+    run: Path | None  # existing run directory, or None for a model source
+    model: str
+    corpus: str
+    bos: str
+    dtype: str | None
+    manifest: dict | None
+
+
+def resolve_target(cfg: QuantConfig) -> Target:
+    path = Path(cfg.target)
+    if (path / "run.json").exists():
+        m = read_manifest(path)
+        settings = m.get("settings", {})
+        return Target(
+            path,
+            m["model"]["source"],
+            cfg.corpus or m["corpus"]["name"],
+            settings.get("bos", cfg.bos),
+            cfg.dtype or settings.get("dtype"),
+            m,
+        )
+    return Target(None, cfg.target, cfg.corpus or "quick", cfg.bos, cfg.dtype, None)
+
+
+def open_output(cfg: QuantConfig, target: Target, loaded, corpus) -> tuple[Path, dict]:
+    """The run directory to write and its manifest (a minimal one for a new directory)."""
+    if target.run is not None:
+        return target.run, dict(target.manifest or {})
+    from ..config import MeasureConfig
+    from ..runner import default_out
+
+    out = Path(cfg.out or default_out(MeasureConfig(model=target.model, corpus=target.corpus)))
+    if (out / "run.json").exists():
+        manifest = read_manifest(out)
+        if manifest.get("model", {}).get("source") != target.model:
+            raise RunDirError(
+                f"{out} holds a run of {manifest.get('model', {}).get('source')!r}, not {target.model!r}",
+                "choose another --out",
+            )
+        return out, manifest
+    out = prepare_run_dir(out, overwrite=False, resume=False)
+    manifest = {
+        "schema_version": 1,
+        "status": "quant-only",
+        "model": loaded.info,
+        "corpus": {"name": corpus.name, "hash": corpus.hash, "samples": len(corpus), **corpus.manifest},
+        "settings": {
+            "bos": target.bos,
+            "dtype": str(next(loaded.model.parameters()).dtype).replace("torch.", ""),
+        },
+    }
+    return out, manifest
+
+
+def run_quant(cfg: QuantConfig, *, loaded=None, corpus=None) -> tuple[Path, dict]:
+    t0 = time.time()
+    target = resolve_target(cfg)
+    if loaded is None:
+        from ..models import load_model
+
+        loaded = load_model(
+            target.model,
+            dtype=target.dtype,
+            device=cfg.device,
+            cache_dir=cfg.cache_dir,
+            trust_remote_code=cfg.trust_remote_code,
+            allow_pickle=cfg.allow_pickle,
+        )
+    corpus = corpus if corpus is not None else load_corpus(target.corpus)
+    out, manifest = open_output(cfg, target, loaded, corpus)
+    model, tok = loaded.model, loaded.tokenizer
+    split = split_corpus(corpus, cfg.calib, cfg.eval, cfg.seed)
+    data = _batches(cfg, target, tok, corpus, split)
+    probe, linear_modules = _resolve_sites(cfg, model, data["calib_seqs"], data["pad_id"])
+
+    cal = calibrate(model, probe.bindings, probe.channels, data["calib"], cfg.calib, linear_modules)
+    schemes = [parse_scheme(n) for n in cfg.scheme_list()]
+    quantizers = {name: [_quantizer(s, cal[name]) for s in schemes] for name in probe.channels}
+    t_cal = time.time()
+    sink = evaluate(model, probe.bindings, probe.channels, quantizers, data["eval"], cfg.eval)
+    rows = metric_rows(sink, schemes, quantizers, cal, probe)
+    t_eval = time.time()
+
+    e2e_names = [parse_scheme(s).name for s in cfg.e2e]
+    by_name = {s.name: j for j, s in enumerate(schemes)}
+    e2e = {}
+    if e2e_names and linear_modules:
+        maps = {n: e2e_maps(probe, quantizers, by_name[n], keep=()) for n in e2e_names}
+        e2e = evaluate_e2e(model, data["e2e"], maps)
+    rec = (
+        _recommend(cfg, model, data["e2e"], probe, quantizers, by_name, rows, schemes, e2e)
+        if cfg.recommend and linear_modules
+        else None
+    )
+    t_e2e = time.time()
+
+    section = {
+        "schema_version": 1,
+        "settings": {
+            **{k: v for k, v in asdict(cfg).items() if k not in ("budget",)},
+            "budget": asdict(cfg.budget),
+        },
+        "corpus": {"name": corpus.name, "hash": corpus.hash},
+        "split": {
+            "calibration": [corpus.samples[i].id for i in split.calibration],
+            "evaluation": [corpus.samples[i].id for i in split.evaluation],
+        },
+        "tokens": {"calibration": data["calib_tokens"], "evaluation": data["eval_tokens"]},
+        "histogram_rel_error": H.REL_ERROR,
+        "aliases": probe.aliases,
+        "schemes": scheme_summary(rows, schemes, e2e, cfg.budget.min_sqnr_db),
+        "e2e": e2e,
+        "correlation": correlations(rows),
+        "recommendation": rec,
+        "timings": {"calibrate_s": t_cal - t0, "evaluate_s": t_eval - t_cal, "e2e_s": t_e2e - t_eval},
+    }
+    write_quant(out, manifest, section, rows)
+    return out, section
+
+
+def _batches(cfg: QuantConfig, target: Target, tok, corpus, split) -> dict:
+    tcfg = TokenizeConfig(bos=target.bos, max_length=cfg.max_length, overflow="truncate")
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    calib_seqs = tokenize_corpus(subset(corpus, split.calibration), tok, tcfg)
+    eval_seqs = tokenize_corpus(subset(corpus, split.evaluation), tok, tcfg)
+    return {
+        "pad_id": pad_id,
+        "calib_seqs": calib_seqs,
+        "calib": make_batches(calib_seqs, token_budget=cfg.token_budget, pad_id=pad_id),
+        "eval": make_batches(eval_seqs, token_budget=cfg.token_budget, pad_id=pad_id),
+        "e2e": make_batches(eval_seqs, token_budget=cfg.e2e_token_budget, pad_id=pad_id),
+        "calib_tokens": sum(len(s.ids) for s in calib_seqs),
+        "eval_tokens": sum(len(s.ids) for s in eval_seqs),
+    }
+
+
+def _resolve_sites(cfg: QuantConfig, model, calib_seqs, pad_id):
+    """Probe the selected sites; map each hooked linear-input site to the modules that read it."""
+    from ..adapters import discover_sites
+
+    device = next(model.parameters()).device
+    chosen = select_sites(discover_sites(model).bindings, cfg.sites)
+    probe = probe_sites(model, chosen, *probe_inputs(calib_seqs, device, pad_id))
+    linear: dict[str, list] = {}
+    for name, b in probe.usable.items():
+        if b.site.kind == "linear_input":
+            linear.setdefault(probe.aliases.get(name, name), []).append(model.get_submodule(b.module_path))
+    return probe, linear
+
+
+def _quantizer(scheme: Scheme, cal) -> Quantizer | None:
+    if scheme.smooth_alpha is not None and cal.kind != "linear_input":
+        return None  # SmoothQuant folds the scale into the weights of a linear layer
+    return build_quantizer(scheme, cal)
+
+
+def _recommend(cfg, model, batches, probe, quantizers, by_name, rows, schemes, e2e) -> dict:
+    lin = [r for r in rows if r["kind"] == "linear_input"]
+    sqnr: dict[str, dict[str, float]] = {}
+    for r in lin:
+        sqnr.setdefault(r["scheme"], {})[r["site"]] = r["sqnr_db"]
+    channels = {r["site"]: r["channels"] for r in lin}
+
+    def check(c: Candidate) -> dict:
+        if not c.keep and c.scheme.name in e2e:
+            return e2e[c.scheme.name]
+        maps = {c.scheme.name: e2e_maps(probe, quantizers, by_name[c.scheme.name], keep=c.keep)}
+        return evaluate_e2e(model, batches, maps)[c.scheme.name]
+
+    return recommend(candidates(sqnr, channels, schemes, cfg.budget), check, cfg.budget)

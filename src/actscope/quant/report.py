@@ -1,0 +1,100 @@
+"""Terminal tables for `actscope quant`: per-scheme SQNR and end-to-end change, correlations, verdict."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+# Correlations shown in the terminal (all are saved): the paper's scheme and the deployment ones.
+SHOWN_CORR = (
+    "int8:tensor:absmax",
+    "int8:tensor:mse",
+    "int8:token",
+    "fp8_e4m3:tensor:absmax",
+    "fp8_e4m3:token",
+)
+
+
+def _f(v, digits: int = 1, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v  # "inf" / "nan" from the manifest
+    if pct:
+        return f"{100 * v:.{digits}f}%"
+    return f"{v:+.{digits}f}" if digits == 2 else f"{v:.{digits}f}"
+
+
+def print_quant(out, section: dict, console: Console | None = None) -> None:
+    con = console or Console()
+    tok = section["tokens"]
+    con.print(
+        f"[bold]actscope quant[/] [cyan]{out}[/]: calibrated on {len(section['split']['calibration'])} samples ({tok['calibration']:,} tokens), evaluated on {len(section['split']['evaluation'])} held-out samples ({tok['evaluation']:,} tokens)"
+    )
+    schemes = section["schemes"]
+    peak = next(iter(schemes.values()))["peak_residual_site"]
+    t = Table(title=f"SQNR (dB) on held-out tokens; peak residual site {peak}", show_lines=False)
+    for col in (
+        "scheme",
+        "bits",
+        "peak resid",
+        "clip@peak",
+        "lin min",
+        "lin median",
+        "below floor",
+        "worst linear input",
+        "ppl change",
+        "KL",
+    ):
+        t.add_column(col, justify="left" if col in ("scheme", "worst linear input") else "right")
+    for name, s in schemes.items():
+        e = s.get("e2e") or {}
+        t.add_row(
+            name,
+            f"{s['bits']:g}",
+            _f(s["peak_residual_sqnr_db"]),
+            _f(s["peak_residual_clip_rate"], 3, pct=True),
+            _f(s["linear_min_sqnr_db"]),
+            _f(s["linear_median_sqnr_db"]),
+            f"{s['linear_below_budget']}/{s['linear_sites']}",
+            s["linear_worst_site"] or "-",
+            _f(e.get("ppl_change_pct"), 2) + ("%" if e else ""),
+            f"{e['kl']:.2e}" if e else "-",
+        )
+    con.print(t)
+    print_correlations(section["correlation"], con)
+    print_recommendation(section.get("recommendation"), section["settings"]["budget"], con)
+
+
+def print_correlations(
+    corr: list[dict], con: Console, group: str = "scheme", title: str = "correlation with SQNR across sites"
+) -> None:
+    t = Table(title=title)
+    for col in (group, "sites", "feature", "n", "pearson", "spearman"):
+        t.add_column(col, justify="right" if col in ("n", "pearson", "spearman") else "left")
+    for r in corr:
+        if r[group] in SHOWN_CORR and r["n"] >= 3:
+            t.add_row(
+                str(r[group]),
+                r["sites"],
+                r["feature"],
+                str(r["n"]),
+                _f(r["pearson"], 2),
+                _f(r["spearman"], 2),
+            )
+    con.print(t)
+
+
+def print_recommendation(rec: dict | None, budget: dict, con: Console) -> None:
+    if rec is None:
+        return
+    floor = f"SQNR >= {budget['min_sqnr_db']:g} dB at every quantized linear input, perplexity +{budget['max_ppl_increase_pct']:g}% at most"
+    if rec.get("scheme") is None:
+        con.print(f"[red]no recommendation[/] within the budget ({floor}): {rec['reason']}")
+        return
+    keep = rec["keep_high_precision"]
+    kept = f"; keep in 16 bits: {', '.join(keep)}" if keep else ""
+    e = rec["e2e"]
+    con.print(
+        f"[green]recommended[/] {rec['scheme']} ({rec['mean_bits']:.2f} bits per linear-input element{kept}): perplexity {e['ppl_change_pct']:+.2f}%, KL {e['kl']:.2e} ({floor})"
+    )
