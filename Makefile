@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MODEL ?= gemma-3-270m
 RUN_DIR ?= runs/quick-$(MODEL)
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean browser
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,7 +23,7 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/actscope measure $(MODEL) --corpus quick --out $(RUN_DIR) --overwrite
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 lint: setup
@@ -35,3 +35,10 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# Headless Chromium for the HTML report's browser test (Debian packages; CI runs as root).
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "make browser: chromium is missing; as root run: apt-get install chromium chromium-driver" >&2; fi

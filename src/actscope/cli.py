@@ -17,6 +17,7 @@ from .errors import Interrupted, UserError
 COMMAND_MODULES = (
     "actscope.cli_measure",
     "actscope.cli_corpus",
+    "actscope.cli_report",
     "actscope.cli_quant",
 )
 

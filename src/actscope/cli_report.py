@@ -1,0 +1,97 @@
+"""`actscope report`, `compare`, `card` and `export`: views of run directories (no model needed)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    r = sub.add_parser("report", help="write a self-contained HTML report of one or more runs")
+    r.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    r.add_argument("-o", "--out", default="report.html", help="HTML file to write (default report.html)")
+    r.add_argument("--title", help="page title")
+    r.set_defaults(handler=cmd_report)
+
+    c = sub.add_parser(
+        "compare", help="a paper-style table of several runs, with ratios and published values"
+    )
+    c.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    c.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown", help="output format")
+    c.add_argument(
+        "--pair",
+        action="append",
+        metavar="A:B",
+        help="ratio M_A / M_B (model names or row numbers); repeatable",
+    )
+    c.add_argument(
+        "--published", action="store_true", help="add the paper's published maxima (arXiv 2605.15572)"
+    )
+    c.add_argument("--chart", metavar="FILE.svg", help="also write a bar chart of log10 M")
+    c.add_argument("-o", "--out", help="write the table to a file instead of stdout")
+    c.set_defaults(handler=cmd_compare)
+
+    d = sub.add_parser("card", help="a model-card block: Markdown plus machine-readable fields")
+    d.add_argument("run", help="run directory")
+    d.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    d.add_argument("-o", "--out", help="write to a file instead of stdout")
+    d.set_defaults(handler=cmd_card)
+
+    e = sub.add_parser(
+        "export", help="activation scales for other tools (SmoothQuant, llama.cpp imatrix, JSON)"
+    )
+    e.add_argument("run", help="run directory")
+    e.add_argument("--format", choices=("smoothquant", "imatrix", "json"), required=True)
+    e.add_argument(
+        "-o", "--out", help="file to write (default RUN/act_scales.pt, RUN/imatrix.gguf or RUN/export.json)"
+    )
+    e.set_defaults(handler=cmd_export)
+
+
+def _emit(text: str, out: str | None) -> None:
+    if out:
+        Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        print(text)
+
+
+def cmd_report(a) -> int:
+    from .report.html import render_report
+
+    out = render_report(a.runs, a.out, title=a.title)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_compare(a) -> int:
+    from .report import compare, plots
+    from .report.rundata import RunView
+
+    result = compare.build([RunView(r) for r in a.runs], pairs=a.pair, with_published=a.published)
+    _emit(compare.FORMATS[a.format](result), a.out)
+    if a.chart:
+        Path(a.chart).write_text(plots.compare_bars(result["rows"]), encoding="utf-8")
+        print(f"wrote {a.chart}", file=sys.stderr)
+    return 0
+
+
+def cmd_card(a) -> int:
+    from .report.card import card_fields, card_markdown
+    from .report.rundata import RunView
+
+    view = RunView(a.run)
+    _emit(card_markdown(view) if a.format == "markdown" else json.dumps(card_fields(view), indent=2), a.out)
+    return 0
+
+
+def cmd_export(a) -> int:
+    from .report.export import DEFAULT_SUFFIX, export
+    from .report.rundata import RunView
+
+    names = {"smoothquant": "act_scales", "imatrix": "imatrix", "json": "export"}
+    out = a.out or str(Path(a.run) / (names[a.format] + DEFAULT_SUFFIX[a.format]))
+    info = export(RunView(a.run), a.format, out)
+    print(f"wrote {info['path']} ({info['entries']} entries, {info['format']})")
+    return 0

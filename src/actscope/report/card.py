@@ -1,0 +1,115 @@
+"""A model-card block: Markdown for people plus machine-readable fields (JSON) for tools.
+
+The paper recommends reporting M on the model card; this is that paragraph, with
+where M sits, what it was measured with, and what it means for fp16 and FP8.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .. import __version__
+from .compare import fmt_m, human_params, location
+from .rundata import RunView, massive_channels
+from .verdicts import FP8_E4M3, INT8, format_verdict, fp16_verdict
+
+BEGIN, END = "<!-- actscope:activation-range:begin -->", "<!-- actscope:activation-range:end -->"
+
+
+def card_fields(view: RunView) -> dict:
+    s = view.summary
+    loc = s.get("location") or {}
+    tokens = view.manifest.get("tokens") or {}
+    corpus = view.manifest.get("corpus") or {}
+    fp8, int8 = format_verdict(view, FP8_E4M3), format_verdict(view, INT8)
+    mc = massive_channels(view)
+    return {
+        "actscope_version": __version__,
+        "model": view.label,
+        "model_type": view.model.get("model_type"),
+        "parameters": view.n_params,
+        "max_abs_activation": s.get("M"),
+        "max_activation_signed": s.get("M_signed"),
+        "location": {
+            "site": loc.get("site"),
+            "kind": loc.get("kind"),
+            "layer": loc.get("layer"),
+            "channel": loc.get("channel"),
+            "token": loc.get("token_text"),
+        },
+        "measured_dtype": view.dtype,
+        "corpus": {
+            "name": corpus.get("name"),
+            "hash": corpus.get("hash"),
+            "samples": tokens.get("samples", corpus.get("samples")),
+            "tokens": tokens.get("measured"),
+        },
+        "bos": (view.manifest.get("settings") or {}).get("bos"),
+        "fp16_safe": fp16_verdict(view)["safe"],
+        "fp16_headroom": (s.get("safety") or {}).get("fp16_headroom"),
+        "fp8_e4m3_per_tensor_safe": fp8["safe"],
+        "int8_per_tensor_safe": int8["safe"],
+        "verdict_scope": fp8["scope"],
+        "massive_channels": [c["channel"] for c in mc],
+        "massive_channel_kind": "residual",
+        "outlier_feature_channels": (s.get("outlier_features") or {}).get("channels", []),
+        "residual_carries_M": s.get("residual_carries_M"),
+    }
+
+
+def _yes_no(v) -> str:
+    return "yes" if v else "no"
+
+
+def card_markdown(view: RunView) -> str:
+    f = card_fields(view)
+    if f["max_abs_activation"] is None:
+        return f"{BEGIN}\n_actscope measured no finite activation for {f['model']}._\n{END}"
+    loc = f["location"]
+    c = f["corpus"]
+    fp8 = format_verdict(view, FP8_E4M3)
+    head = f["fp16_headroom"]
+    fp16_note = f"headroom x{head:.3g}" if f["fp16_safe"] and head else "M exceeds 65,504 or inf/nan seen"
+    channels = ", ".join(str(x) for x in f["massive_channels"][:12]) or "none"
+    rows = [
+        ("max \\|a\\| (M)", f"{fmt_m(f['max_abs_activation'])} (signed {fmt_m(f['max_activation_signed'])})"),
+        ("location", f"{location(loc['kind'], loc['layer'])} (`{loc['site']}`), channel {loc['channel']}"),
+        (
+            "measured in",
+            f"{f['measured_dtype']}, corpus `{c['name']}`: {c['samples']} samples, {c['tokens']:,} tokens"
+            if c["tokens"]
+            else f"{f['measured_dtype']}, corpus `{c['name']}`",
+        ),
+        ("fp16-safe", f"{_yes_no(f['fp16_safe'])} ({fp16_note})"),
+        (
+            "FP8-E4M3 per-tensor safe",
+            f"{_yes_no(fp8['safe'])} (worst SQNR {_db(fp8['worst_sqnr_db'])} over {fp8['scope']})",
+        ),
+        ("INT8 per-tensor safe", _yes_no(f["int8_per_tensor_safe"])),
+        ("massive-activation channels (residual)", channels),
+    ]
+    lines = [
+        BEGIN,
+        "### Activation range",
+        "",
+        f"Measured with actscope {f['actscope_version']} "
+        f"({human_params(f['parameters'])} parameters, {f['model_type']}).",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in rows],
+        "",
+        "<details><summary>machine-readable fields</summary>",
+        "",
+        "```json",
+        json.dumps(f, indent=2),
+        "```",
+        "",
+        "</details>",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def _db(v) -> str:
+    return "inf dB" if v is None else f"{v:.1f} dB"
