@@ -24,6 +24,10 @@ def register(sub) -> None:
     m.add_argument("--max-batch", type=int, default=32, help="sequences per batch at most")
     m.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     m.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    m.add_argument("--shard", type=_shard, help="measure the I-th of N deterministic slices (I/N, 0-based)")
+    m.add_argument("--chat-template", action="store_true", help="wrap each sample as a user turn (instruct models)")
+    m.add_argument("--device-map", help="accelerate device map, e.g. auto (offloads what does not fit)")
+    m.add_argument("--max-memory", type=_max_memory, help="per-device memory for --device-map, e.g. cpu=2GiB,0=20GiB")
     m.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -37,11 +41,39 @@ def register(sub) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler=cmd_sites)
 
+    g = sub.add_parser("merge", help="combine shard runs (--shard I/N) into one run")
+    g.add_argument("runs", nargs="+", help="the shard run directories")
+    g.add_argument("--out", "-o", required=True, help="run directory to write")
+    g.add_argument("--overwrite", action="store_true")
+    g.set_defaults(handler=cmd_merge)
+
     w = sub.add_parser("show", help="print the summary of a run directory")
     w.add_argument("run", help="run directory")
     w.add_argument("--json", action="store_true", help="machine-readable summary")
     w.add_argument("--sites", action="store_true", help="also list every site")
     w.set_defaults(handler=cmd_show)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    import argparse
+
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid shard {text!r}; use I/N, e.g. 0/4") from None
+    return i, n
+
+
+def _max_memory(text: str) -> dict:
+    import argparse
+
+    out = {}
+    for part in text.split(","):
+        key, _, val = part.partition("=")
+        if not val:
+            raise argparse.ArgumentTypeError(f"invalid --max-memory part {part!r}; use DEVICE=SIZE, e.g. cpu=2GiB")
+        out[int(key) if key.isdigit() else key] = val
+    return out
 
 
 def add_model_args(p) -> None:
@@ -81,15 +113,33 @@ def cmd_measure(a) -> int:
         overwrite=a.overwrite,
         resume=a.resume,
         checkpoint_every=a.checkpoint_every,
+        shard=a.shard,
+        chat_template=a.chat_template,
+        device_map=a.device_map,
+        max_memory=a.max_memory,
         progress=not a.no_progress,
         **_model_kwargs(a),
     )
     out = measure(cfg)
+    from . import distributed
+
+    if not distributed.current().main:
+        return 0
     manifest = read_manifest(out)
     if a.json:
         print(json.dumps(manifest["summary"], indent=2))
     else:
         print_summary(out, manifest)
+    return 0
+
+
+def cmd_merge(a) -> int:
+    from .merge import merge_runs
+    from .report.terminal import print_summary
+    from .results import read_manifest
+
+    out = merge_runs(a.runs, a.out, overwrite=a.overwrite)
+    print_summary(out, read_manifest(out))
     return 0
 
 

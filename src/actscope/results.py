@@ -125,14 +125,14 @@ def read_table(run: str | Path, name: str) -> pa.Table:
     return pq.read_table(path)
 
 
-def save_state(out: Path, state: dict[str, torch.Tensor], meta: dict) -> None:
+def save_state(out: Path, state: dict[str, torch.Tensor], meta: dict, name: str = STATE) -> None:
     """Atomic checkpoint of the accumulator state; meta identifies what it belongs to."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    _atomic_write(out / STATE, lambda p: save_file(tensors, p, metadata={"meta": json.dumps(meta, sort_keys=True)}))
+    _atomic_write(out / name, lambda p: save_file(tensors, p, metadata={"meta": json.dumps(meta, sort_keys=True)}))
 
 
-def load_state(out: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    path = out / STATE
+def load_state(out: Path, name: str = STATE) -> tuple[dict[str, torch.Tensor], dict]:
+    path = Path(out) / name
     if not path.exists():
         raise RunDirError(f"{out} has no checkpoint to resume from", "start the run again without --resume")
     try:

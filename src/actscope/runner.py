@@ -1,5 +1,8 @@
 """measure(): load -> tokenize -> resolve sites -> probe -> attach hooks -> stream -> write.
 
+Under torchrun each rank measures batches[rank::world] and rank 0 writes (distributed.py);
+with --shard i/N the process measures batches[i::N] and `actscope merge` joins shards.
+
 The loop does per batch: build the token provenance on the host, move it to the
 device, run the forward pass (hooks feed the accumulator), check every hook fired
 once, and checkpoint every few batches so an interrupted run can be resumed.
@@ -9,22 +12,28 @@ from __future__ import annotations
 
 import inspect
 import logging
+import signal
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import distributed
+from .adapters import discover_sites
 from .config import MeasureConfig
 from .corpus import Batch, TokenizeConfig, load_corpus, make_batches, tokenize_corpus
 from .corpus.batching import padding_fraction
-from .errors import RunDirError
+from .errors import Interrupted, RunDirError
 from .hooks import HookSet
+from .manifest import build_manifest
 from .probe import probe_sites
-from .results import load_state, prepare_run_dir, save_state, write_manifest
+from .results import STATE, load_state, prepare_run_dir, save_state, write_manifest
 from .sites import select_sites
 from .stats.accumulator import Accumulator
 from .stats.base import BatchContext
+from .summary import write_results
 
 log = logging.getLogger(__name__)
 
@@ -73,63 +82,69 @@ def probe_inputs(seqs, device, pad_id: int, width: int = 7):
 
 
 def measure(cfg: MeasureConfig, *, loaded=None, corpus=None) -> Path:
-    from .models import load_model
-
+    """Measure and write the run directory; returns its path (on every rank)."""
     t0 = time.time()
-    out_path = cfg.out or default_out(cfg)
-    prepare_run_dir(out_path, overwrite=cfg.overwrite, resume=cfg.resume, dry=True)
+    rank = distributed.current()
+    out_path = Path(cfg.out or default_out(cfg))
+    if rank.main:
+        prepare_run_dir(out_path, overwrite=cfg.overwrite, resume=cfg.resume, dry=True)
     corpus = corpus if corpus is not None else load_corpus(cfg.corpus)
     if cfg.limit is not None:
-        corpus = type(corpus)(corpus.name, corpus.samples[: cfg.limit], corpus.manifest)
-    if loaded is None:
-        loaded = load_model(
-            cfg.model,
-            dtype=cfg.dtype,
-            device=cfg.device,
-            cache_dir=cfg.cache_dir,
-            trust_remote_code=cfg.trust_remote_code,
-            allow_pickle=cfg.allow_pickle,
-            device_map=cfg.device_map,
-            max_memory=cfg.max_memory,
-        )
+        corpus = replace(corpus, samples=corpus.samples[: cfg.limit])
+    loaded = loaded if loaded is not None else _load(cfg, rank)
     model, tok = loaded.model, loaded.tokenizer
-    out = prepare_run_dir(out_path, overwrite=cfg.overwrite, resume=cfg.resume)
-    device = next(model.parameters()).device
+    device = input_device(model)
+    distributed.init(rank, device)
     t_load = time.time()
 
-    tcfg = TokenizeConfig(bos=cfg.bos, max_length=cfg.max_length, overflow=cfg.overflow)
+    tcfg = TokenizeConfig(bos=cfg.bos, max_length=cfg.max_length, overflow=cfg.overflow, chat_template=cfg.chat_template)
     seqs = tokenize_corpus(corpus, tok, tcfg)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    batches = make_batches(seqs, token_budget=cfg.token_budget, max_batch=cfg.max_batch, pad_id=pad_id)
-    if cfg.shard is not None:
-        i, n = cfg.shard
-        batches = batches[i::n]
-
-    from .adapters import discover_sites
+    all_batches = make_batches(seqs, token_budget=cfg.token_budget, max_batch=cfg.max_batch, pad_id=pad_id)
+    part, parts = _my_part(cfg, rank)
+    batches = all_batches[part::parts]
 
     plan = discover_sites(model)
-    chosen = select_sites(plan.bindings, cfg.sites)
-    probe = probe_sites(model, chosen, *probe_inputs(seqs, device, pad_id))
+    probe = probe_sites(model, select_sites(plan.bindings, cfg.sites), *probe_inputs(seqs, device, pad_id))
     acc = Accumulator(probe.channels, len(corpus), device, cfg.statistics)
-
-    manifest = _manifest(cfg, loaded, corpus, tcfg, plan, probe, batches, seqs)
+    manifest = build_manifest(cfg, loaded, corpus, tcfg, plan, probe, seqs, device)
+    manifest["shard"] = list(cfg.shard) if cfg.shard else None
+    manifest["world_size"] = rank.world
+    ckpt = _Checkpoint(out_path, manifest["fingerprint"], part, parts)
+    out = out_path
+    if rank.main:
+        out = prepare_run_dir(out_path, overwrite=cfg.overwrite, resume=cfg.resume)
     if cfg.resume:
-        state, meta = load_state(out)
-        if meta.get("fingerprint") != manifest["fingerprint"]:
-            raise RunDirError(
-                f"checkpoint in {out} belongs to another model, corpus or settings",
-                "resume with the same arguments, or start over with --overwrite",
-            )
-        acc.load_state_dict(state)
-    manifest["status"] = "running"
-    write_manifest(out, manifest)
+        acc.load_state_dict(ckpt.load())
+    if rank.main:
+        write_manifest(out, manifest)
 
+    with _StopOnSignal() as stop:
+        _stream(model, batches, acc, probe, device, cfg, ckpt, stop, rank, manifest)
+    t_measure = time.time()
+
+    distributed.reduce_accumulator(acc)
+    if rank.main:
+        manifest["timings"] = {"load_s": t_load - t0, "measure_s": t_measure - t_load}
+        manifest["tokens"] = {
+            "measured": int(acc.sample_tokens.sum()),
+            "samples": int((acc.sample_tokens > 0).sum()),
+            "padding_fraction": padding_fraction(all_batches),
+            "batches": len(batches) * rank.world if rank.world > 1 else len(batches),
+        }
+        ckpt.save(acc, final=True)
+        write_results(out, manifest, acc, corpus, tok)
+    distributed.shutdown()
+    return out
+
+
+def _stream(model, batches, acc, probe, device, cfg, ckpt, stop, rank, manifest) -> None:
+    """The measuring loop: one forward per batch, hooks feed the accumulator."""
     run = forward_fn(model)
-    total_tokens = sum(b.n_tokens for b in batches)
-    done_tokens = sum(b.n_tokens for b in batches[: acc.batches_done])
-    with HookSet(model, probe.bindings, acc.update) as hooks, torch.inference_mode(), _progress(
-        cfg.progress, total_tokens, done_tokens
-    ) as advance:
+    total = sum(b.n_tokens for b in batches)
+    done = sum(b.n_tokens for b in batches[: acc.batches_done])
+    show = cfg.progress and rank.main
+    with HookSet(model, probe.bindings, acc.update) as hooks, torch.inference_mode(), _progress(show, total, done) as advance:
         for bi in range(acc.batches_done, len(batches)):
             batch = batches[bi]
             acc.begin_batch(batch_context(batch, device))
@@ -137,94 +152,107 @@ def measure(cfg: MeasureConfig, *, loaded=None, corpus=None) -> Path:
             hooks.check_once()
             acc.end_batch()
             advance(batch.n_tokens)
-            if acc.batches_done % cfg.checkpoint_every == 0 and acc.batches_done < len(batches):
-                save_state(out, acc.state_dict(), {"fingerprint": manifest["fingerprint"]})
-    t_measure = time.time()
+            last = acc.batches_done == len(batches)
+            if stop.signum is not None and not last:
+                ckpt.save(acc)
+                if rank.main:
+                    write_manifest(ckpt.out, {**manifest, "status": "interrupted"})
+                raise Interrupted(
+                    f"stopped by signal {stop.signum} after batch {acc.batches_done} of {len(batches)}; "
+                    f"state saved in {ckpt.out}; continue with the same command and --resume"
+                )
+            if acc.batches_done % cfg.checkpoint_every == 0 and not last:
+                ckpt.save(acc)
 
-    from .summary import write_results
 
-    manifest["timings"] = {"load_s": t_load - t0, "measure_s": t_measure - t_load}
-    manifest["tokens"] = {
-        "measured": int(acc.sample_tokens.sum()),
-        "samples": int((acc.sample_tokens > 0).sum()),
-        "padding_fraction": padding_fraction(batches),
-        "batches": len(batches),
-    }
-    save_state(out, acc.state_dict(), {"fingerprint": manifest["fingerprint"]})
-    write_results(out, manifest, acc, probe, corpus, tok)
-    return out
+def _load(cfg: MeasureConfig, rank: distributed.Rank):
+    from .models import load_model
+
+    device = cfg.device
+    if device is None and rank.world > 1 and torch.cuda.is_available():
+        device = f"cuda:{rank.local_rank}"
+    return load_model(
+        cfg.model,
+        dtype=cfg.dtype,
+        device=device,
+        cache_dir=cfg.cache_dir,
+        trust_remote_code=cfg.trust_remote_code,
+        allow_pickle=cfg.allow_pickle,
+        device_map=cfg.device_map,
+        max_memory=cfg.max_memory,
+    )
+
+
+def _my_part(cfg: MeasureConfig, rank: distributed.Rank) -> tuple[int, int]:
+    """This process takes batches[part::parts]: its shard, and within it its rank's share."""
+    i, n = cfg.shard or (0, 1)
+    return i + n * rank.rank, n * rank.world
+
+
+def input_device(model) -> torch.device:
+    """Where input ids go: the embedding's execution device (device_map aware)."""
+    dmap = getattr(model, "hf_device_map", None)
+    if dmap:
+        for d in dmap.values():
+            if d not in ("disk", "meta"):
+                return torch.device(f"cuda:{d}" if isinstance(d, int) else d)
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")  # all on disk: accelerate runs it here
+    return next(model.parameters()).device
+
+
+class _Checkpoint:
+    """Atomic accumulator checkpoints, one file per (shard, rank) part."""
+
+    def __init__(self, out: Path, fingerprint: str, part: int, parts: int):
+        self.out, self.fingerprint, self.part, self.parts = out, fingerprint, part, parts
+
+    @property
+    def name(self) -> str:
+        return STATE if self.parts == 1 else STATE.replace(".safetensors", f".part{self.part}of{self.parts}.safetensors")
+
+    def meta(self) -> dict:
+        return {"fingerprint": self.fingerprint, "part": self.part, "parts": self.parts}
+
+    def save(self, acc, final: bool = False) -> None:
+        save_state(self.out, acc.state_dict(), {**self.meta(), "final": final}, name=STATE if final else self.name)
+
+    def load(self) -> dict:
+        state, meta = load_state(self.out, name=self.name)
+        if {k: meta.get(k) for k in ("fingerprint", "part", "parts")} != self.meta():
+            raise RunDirError(
+                f"checkpoint in {self.out} belongs to another model, corpus, settings or shard",
+                "resume with the same arguments, or start over with --overwrite",
+            )
+        return state
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints at the end of the batch and stops."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def default_out(cfg: MeasureConfig) -> str:
     name = Path(cfg.model).stem if ("/" in cfg.model or cfg.model.endswith(".gguf")) else cfg.model
     corpus = Path(cfg.corpus).stem
     return str(Path("runs") / f"{name}-{corpus}")
-
-
-def _manifest(cfg, loaded, corpus, tcfg, plan, probe, batches, seqs) -> dict:
-    import hashlib
-    import json
-    import platform
-
-    import transformers
-
-    sites = [
-        {
-            "name": b.site.name,
-            "kind": b.site.kind,
-            "layer": b.site.layer,
-            "module": b.module_path,
-            "point": b.site.point,
-            "note": b.note,
-            "alias_of": probe.aliases.get(name),
-            "channels": probe.channels.get(probe.aliases.get(name, name)),
-        }
-        for name, b in probe.usable.items()
-    ]
-    settings = {
-        "dtype": str(next(loaded.model.parameters()).dtype).replace("torch.", ""),
-        "bos": tcfg.bos,
-        "max_length": tcfg.max_length,
-        "overflow": tcfg.overflow,
-        "token_budget": cfg.token_budget,
-        "max_batch": cfg.max_batch,
-        "statistics": list(cfg.statistics),
-        "sites": cfg.sites,
-        "shard": list(cfg.shard) if cfg.shard else None,
-        "limit": cfg.limit,
-    }
-    fingerprint = hashlib.sha256(
-        json.dumps([loaded.info.get("sha256"), corpus.hash, settings, list(probe.channels)], sort_keys=True).encode()
-    ).hexdigest()
-    return {
-        "schema_version": 1,
-        "actscope_version": __version__,
-        "status": "running",
-        "fingerprint": fingerprint,
-        "model": loaded.info,
-        "corpus": {"name": corpus.name, "hash": corpus.hash, "samples": len(corpus), **corpus.manifest},
-        "settings": settings,
-        "architecture": {
-            "model_type": plan.model_type,
-            "adapter": plan.table_name,
-            "layers": plan.n_layers,
-            "kinds_found": plan.kinds(),
-            "kinds_missing": plan.missing_kinds,
-            "kinds_absent": plan.absent_kinds,
-        },
-        "sites": sites,
-        "aliases": probe.aliases,
-        "dropped_sites": probe.dropped,
-        "sequences": len(seqs),
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "device": str(next(loaded.model.parameters()).device),
-            "platform": platform.platform(),
-        },
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
 
 
 class _progress:

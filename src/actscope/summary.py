@@ -17,28 +17,27 @@ FP8_E4M3_MAX = 448.0
 FP8_E5M2_MAX = 57344.0
 
 
-def site_rows(acc, probe, manifest) -> list[dict]:
-    """One dict per site (aliases included), in firing order."""
-    meta = {s["name"]: s for s in manifest["sites"]}
-    rows = {}
+def site_rows(acc, manifest) -> list[dict]:
+    """One dict per site (aliases included), in the manifest's firing order."""
+    results = {}
     for name in acc.names:
-        r = {"site": name, "alias_of": None}
+        r = {}
         for s in acc.stats[name]:
             r.update(s.result())
-        rows[name] = r
+        results[name] = r
     out = []
-    for name in probe.shapes:  # firing order, aliases in place
-        src = probe.aliases.get(name, name)
-        r = dict(rows[src], site=name, alias_of=probe.aliases.get(name))
-        out.append(r)
-    for r in out:
-        m = meta[r["site"]]
-        r.update(kind=m["kind"], layer=m["layer"], module=m["module"], note=m["note"])
+    for m in manifest["sites"]:
+        src = m["alias_of"] or m["name"]
+        out.append(
+            {"site": m["name"], "alias_of": m["alias_of"], **results[src]}
+            | {"kind": m["kind"], "layer": m["layer"], "module": m["module"], "note": m["note"]}
+        )
     return out
 
 
-def write_results(out: Path, manifest: dict, acc, probe, corpus, tok) -> dict:
-    rows = site_rows(acc, probe, manifest)
+def write_results(out: Path, manifest: dict, acc, corpus, tok) -> dict:
+    """Write every table and the summary; mark the run complete."""
+    rows = site_rows(acc, manifest)
     _write_sites(out, rows)
     _write_channels(out, acc)
     _write_hist(out, acc)

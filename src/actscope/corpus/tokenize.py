@@ -20,6 +20,7 @@ class TokenizeConfig:
     bos: str = "auto"
     max_length: int = 2048
     overflow: str = "truncate"  # or "window": split into consecutive windows, every token once
+    chat_template: bool = False  # wrap each sample as a user turn with the tokenizer's chat template
 
     def __post_init__(self):
         if self.bos not in BOS_POLICIES:
@@ -41,7 +42,10 @@ def tokenize_corpus(corpus: Corpus, tokenizer, cfg: TokenizeConfig) -> list[Sequ
     bos_id = tokenizer.bos_token_id
     if cfg.bos == "always" and bos_id is None:
         raise UserError("--bos always, but this tokenizer has no BOS token", "use --bos auto or never")
-    enc = tokenizer([s.text for s in corpus.samples], add_special_tokens=True)["input_ids"]
+    if cfg.chat_template:
+        enc = [_chat_ids(tokenizer, s.text) for s in corpus.samples]
+    else:
+        enc = tokenizer([s.text for s in corpus.samples], add_special_tokens=True)["input_ids"]
     out: list[Sequence] = []
     for i, ids in enumerate(enc):
         ids = list(ids)
@@ -57,3 +61,15 @@ def tokenize_corpus(corpus: Corpus, tokenizer, cfg: TokenizeConfig) -> list[Sequ
             for start in range(0, len(ids), cfg.max_length):
                 out.append(Sequence(i, start, tuple(ids[start : start + cfg.max_length])))
     return out
+
+
+def _chat_ids(tokenizer, text: str) -> list[int]:
+    """The sample as one user turn; the template adds the family's own special tokens."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(
+            "--chat-template given, but this tokenizer has no chat template", "drop --chat-template"
+        )
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=True, add_generation_prompt=False
+    )
+    return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)

@@ -9,9 +9,11 @@ only when asked. Nothing here touches the network or the environment.
 
 from __future__ import annotations
 
+
 import difflib
 import hashlib
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -311,7 +313,9 @@ def _load_weights(src, config, dtype, device, trust_remote_code, device_map, max
         use_safetensors=not src.pickle_only,  # never fall back to pickles silently
     )
     if device_map is not None:
-        kwargs.update(device_map=device_map, max_memory=max_memory)  # accelerate places the layers
+        # accelerate places the layers; what fits nowhere goes to disk in a scratch folder
+        offload = tempfile.mkdtemp(prefix="actscope-offload-")
+        kwargs.update(device_map=device_map, max_memory=max_memory, offload_folder=offload)
     try:
         model = AutoModelForCausalLM.from_pretrained(src.directory, **kwargs)
     except ValueError as err:
