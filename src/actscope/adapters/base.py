@@ -44,6 +44,9 @@ class FamilyTable:
     router_logits: str = "auto"
     router_note: str = "router output[0]: assumed to be the logits (not checked for this family)"
     shared_expert: tuple[str, ...] = ("shared_expert", "shared_experts")
+    # modules whose tensor is (batch, heads, seq, dim): q/k norms applied after the head
+    # transpose (Gemma 3), DeepSeek's latent kv_b_proj input; measured as (batch, seq, heads*dim)
+    heads_first: tuple[str, ...] = ()
     final_norm: tuple[str, ...] = (
         "norm",
         "final_layernorm",
@@ -211,9 +214,14 @@ def discover_sites(model: nn.Module) -> SitePlan:
 def _final_norm(model: nn.Module, layers_path: str, table: FamilyTable) -> list[SiteBinding]:
     parent_path = layers_path.rsplit(".", 1)[0] if "." in layers_path else ""
     parent = model.get_submodule(parent_path) if parent_path else model
-    for name in table.final_norm:
-        mod = getattr(parent, name, None)
-        if isinstance(mod, nn.Module) and is_norm(mod):
-            path = f"{parent_path}.{name}" if parent_path else name
-            return [SiteBinding(Site(None, "final_norm", "out", "final_norm"), path)]
-    return []
+    norms = [(n, m) for n, m in parent.named_children() if is_norm(m)]
+    named = [(n, m) for n, m in norms if n in table.final_norm]
+    # a name from the table, else the only norm beside the layers (e.g. LFM2's embedding_norm)
+    chosen = named[:1] or (norms if len(norms) == 1 else [])
+    note = "" if named else f"the only norm beside the decoder layers ({chosen[0][0]})" if chosen else ""
+    return [
+        SiteBinding(
+            Site(None, "final_norm", "out", "final_norm"), f"{parent_path}.{n}" if parent_path else n, note
+        )
+        for n, _ in chosen
+    ]

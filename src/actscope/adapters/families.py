@@ -60,12 +60,16 @@ GEMMA_EMB = "embedding output, after Gemma's sqrt(hidden_size) scaling"
 SANDWICH = "attention / MLP outputs are rescaled by post-norms before the residual add: see norm.post_*"
 register(("gemma",), with_table(embedding_note=GEMMA_EMB, note=f"{DENSE}, GeGLU"))
 register(("gemma2",), with_table(embedding_note=GEMMA_EMB, note=f"{DENSE}, GeGLU; {SANDWICH}"))
+# Gemma 3 normalises q and k after the head transpose: (batch, heads, seq, dim).
+QK_HEADS = ("q_norm", "k_norm")
 register(
-    ("gemma3_text",), with_table(embedding_note=GEMMA_EMB, note=f"{DENSE}, GeGLU, q/k norms; {SANDWICH}")
+    ("gemma3_text",),
+    with_table(heads_first=QK_HEADS, embedding_note=GEMMA_EMB, note=f"{DENSE}, GeGLU, q/k norms; {SANDWICH}"),
 )
 register(
     ("gemma3",),
     with_table(
+        heads_first=QK_HEADS,
         embedding_note=GEMMA_EMB,
         note=f"vision-language wrapper: its gemma3_text backbone is measured; {SANDWICH}",
     ),
@@ -113,6 +117,7 @@ register(
     with_table(
         router_logits="output",
         router_note=ROUTERS["deepseek_v3"],
+        heads_first=("kv_b_proj",),  # its input is the latent kv viewed as one head: (batch, 1, seq, rank)
         note="MLA attention; dense first layers, then MoE with shared experts",
     ),
 )

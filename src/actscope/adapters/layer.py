@@ -21,6 +21,9 @@ try:  # GPT-2 style Conv1D is a linear layer with transposed weights
 except ImportError:  # pragma: no cover
     pass
 
+# Class names of activation modules, for MLPs whose activation attribute is not in the table.
+ACT_CLASS_HINTS = ("Activation", "GELU", "Gelu", "SiLU", "ReLU", "Tanh", "Sigmoid")
+
 _NORM_SUFFIXES = ("_layernorm", "layernorm", "_layer_norm", "_norm", "norm")
 
 
@@ -32,9 +35,21 @@ def norm_short(name: str) -> str:
     return name
 
 
+def is_activation(mod: nn.Module) -> bool:
+    return any(h in type(mod).__name__ for h in ACT_CLASS_HINTS)
+
+
 def first_input(module, args, kwargs, output):
     """Tap: the module's first positional input (named like an output site)."""
     return args[0] if args else next(iter(kwargs.values()), None)
+
+
+def heads_to_tokens(module, args, kwargs, output):
+    """Tap for heads-first tensors: the output of a norm, or the input of a Linear,
+    (B, heads, S, d) -> (B, S, heads, d), token-aligned."""
+    x = output if not isinstance(module, LINEAR_TYPES) else first_input(module, args, kwargs, output)
+    x = x[0] if isinstance(x, tuple) else x
+    return x.transpose(1, 2)
 
 
 class LayerScan:
@@ -72,7 +87,7 @@ class LayerScan:
             role = self.role(name, child)
             if role == "attn":
                 out += self.block(i, path, "attn", child)
-                note = f"mixer {name} ({type(child).__name__})" + (f", layer_type={ltype}" if ltype else "")
+                note = f"mixer {name} ({type(child).__name__}), layer_type={ltype}" if ltype else ""
                 out.append(SiteBinding(Site(i, "attn", "out", "attention"), path, note))
             elif role == "mlp" and is_moe_block(child, self.table):
                 out += moe_sites(i, path, child, self)
@@ -117,8 +132,10 @@ class LayerScan:
             if id(mod) in self.shared:
                 self.skipped.append(f"{path} (module shared between several places)")
                 continue
+            heads = {"tap": heads_to_tokens, "note": "(batch, heads, seq, dim) -> (batch, seq, heads*dim)"}
+            heads = heads if leaf in t.heads_first else {}
             if isinstance(mod, LINEAR_TYPES):
-                out.append(SiteBinding(Site(i, f"{canon}.{rel}", "in", "linear_input"), path))
+                out.append(SiteBinding(Site(i, f"{canon}.{rel}", "in", "linear_input"), path, **heads))
                 if is_mlp and kind_act == "act" and leaf in t.gate and not t.gate_from_act_input:
                     out.append(
                         SiteBinding(
@@ -126,8 +143,8 @@ class LayerScan:
                         )
                     )
             elif is_norm(mod):
-                out.append(SiteBinding(Site(i, f"{canon}.{rel}", "out", "norm"), path))
-            elif is_mlp and leaf in t.act and "." not in rel:
+                out.append(SiteBinding(Site(i, f"{canon}.{rel}", "out", "norm"), path, **heads))
+            elif is_mlp and "." not in rel and (leaf in t.act or is_activation(mod)):
                 if kind_act == "act" and t.gate_from_act_input:
                     note = f"{leaf} input: the gate half of the fused gate_up_proj, pre-activation"
                     out.append(

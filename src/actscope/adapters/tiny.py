@@ -5,7 +5,8 @@ MoE, float32, weights are noise. `tiny_model("qwen3_moe", vocab_size=40)`
 builds one in well under a second once transformers is imported.
 
 TINY holds the config overrides per model type, as data; the keys of TINY are
-the families the coverage test and docs/architectures.md run over.
+the families the coverage test and docs/architectures.md run over ("TYPE+vl":
+the vision-language wrapper class of TYPE).
 """
 
 from __future__ import annotations
@@ -101,11 +102,18 @@ TINY: dict[str, dict] = {
 }
 
 
-def tiny_config(model_type: str, vocab_size: int = 64):
+# Vision-language wrappers of types whose AutoModelForCausalLM class is text-only:
+# "TYPE+vl" builds the image-text-to-text class of TYPE (its text backbone is measured).
+TINY["qwen3_5+vl"] = TINY["qwen3_5"]
+TINY["qwen3_5_moe+vl"] = TINY["qwen3_5_moe"]
+
+
+def tiny_config(name: str, vocab_size: int = 64):
     """AutoConfig.for_model with the tiny overrides; composite configs get a tiny text config."""
     from transformers import AutoConfig
 
-    over = dict(TINY[model_type])
+    model_type = name.removesuffix("+vl")
+    over = dict(TINY[name])
     if "text_config" in over:
         over["text_config"] = {**over["text_config"], "vocab_size": vocab_size}
         return AutoConfig.for_model(model_type, **over)
@@ -113,18 +121,15 @@ def tiny_config(model_type: str, vocab_size: int = 64):
     return AutoConfig.for_model(model_type, **kw, vocab_size=vocab_size)
 
 
-def tiny_model(model_type: str, vocab_size: int = 64, seed: int = 0) -> torch.nn.Module:
-    """The model class AutoModelForCausalLM picks (the image-text-to-text class where
-    causal LM has no entry, e.g. qwen2_5_vl), in eval mode, float32."""
+def tiny_model(name: str, vocab_size: int = 64, seed: int = 0) -> torch.nn.Module:
+    """The class AutoModelForCausalLM picks, or the image-text-to-text class where causal
+    LM has no entry (qwen2_5_vl) or for "TYPE+vl"; eval mode, float32."""
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    cfg = tiny_config(model_type, vocab_size)
-    auto = (
-        AutoModelForCausalLM
-        if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-        else AutoModelForImageTextToText
-    )
+    cfg = tiny_config(name, vocab_size)
+    causal = name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES  # never for "TYPE+vl"
+    auto = AutoModelForCausalLM if causal else AutoModelForImageTextToText
     torch.manual_seed(seed)
     model = auto.from_config(cfg, dtype=torch.float32)
     return model.eval().requires_grad_(False)
