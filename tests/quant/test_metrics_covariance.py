@@ -20,8 +20,9 @@ def test_streamed_sums_equal_one_shot_metrics():
     s = amax_to_scale(torch.tensor(4.0), INT8)  # clips the tail beyond 4
     sums = ErrorSums(1, "cpu")
     for chunk in x.split(64):
-        xq, clipped = fake_quantize(chunk, INT8, s)
-        sums.update(0, chunk, xq, clipped)
+        x0 = sums.add_site(chunk)
+        xq, clipped = fake_quantize(x0, INT8, s)
+        sums.update(0, x0, xq, clipped)
     r = sums.result(0)
     xq, clipped = fake_quantize(x, INT8, s)
     assert math.isclose(r["sqnr_db"], compute_error(x, xq), rel_tol=1e-6)
@@ -33,18 +34,22 @@ def test_streamed_sums_equal_one_shot_metrics():
 
 
 def test_nonfinite_inputs_are_counted_and_left_out():
-    x = torch.tensor([[1.0, 2.0, math.inf, math.nan]])
-    xq, clipped = fake_quantize(x, INT8, amax_to_scale(torch.tensor(127.0), INT8))
+    x = torch.tensor([[1.0, 2.0, math.inf, math.nan, 0.0, 0.001]])
     sums = ErrorSums(1, "cpu")
-    sums.update(0, x, xq, clipped)
+    x0 = sums.add_site(x)
+    assert x0[0, :5].tolist() == [1.0, 2.0, 0.0, 0.0, 0.0]
+    xq, clipped = fake_quantize(x0, INT8, amax_to_scale(torch.tensor(127.0), INT8))
+    sums.update(0, x0, xq, clipped)
     r = sums.result(0)
-    assert r["nonfinite"] == 2 and r["elements"] == 2 and r["sqnr_db"] == math.inf and r["clip_rate"] == 0
+    assert r["nonfinite"] == 2 and r["elements"] == 4 and r["clip_rate"] == 0
+    assert r["underflow_rate"] == 1 / 3  # 0.001 of the three finite nonzero values
 
 
 def test_exact_input_gives_infinite_sqnr_in_the_stream():
     x = torch.arange(-127, 128, dtype=torch.float32)[None, :] / 8
     sums = ErrorSums(1, "cpu")
-    sums.update(0, x, *fake_quantize(x, INT8, amax_to_scale(x.abs().amax(), INT8)))
+    x0 = sums.add_site(x)
+    sums.update(0, x0, *fake_quantize(x0, INT8, amax_to_scale(x.abs().amax(), INT8)))
     assert sums.result(0)["sqnr_db"] == math.inf
 
 

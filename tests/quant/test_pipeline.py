@@ -30,9 +30,9 @@ def run(tmp_path_factory, tiny_loaded, tiny_corpus):
     cfg = QuantConfig(
         target="tiny-llama",
         out=str(out),
-        calib=8,
-        eval=8,
-        max_length=64,
+        calib=6,
+        eval=6,
+        max_length=48,
         token_budget=256,
         e2e_token_budget=128,
         schemes=SCHEMES,
@@ -106,3 +106,51 @@ def test_cli_bad_input_is_one_line(capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "dynamic" in err
     assert main(["quant", "a", "b", "--out", "x"]) == 2
+
+
+def test_cli_adds_to_a_run_and_pools_runs(run, tmp_path, monkeypatch, capsys, tiny_loaded, tiny_corpus):
+    """`actscope quant RUN --with RUN2`: results land in RUN, the pooled correlation is saved."""
+    import json
+    import shutil
+
+    import actscope.models
+    import actscope.quant.pipeline as pipeline
+    from actscope.cli import main
+
+    monkeypatch.setattr(actscope.models, "load_model", lambda *a, **k: tiny_loaded)
+    monkeypatch.setattr(pipeline, "load_corpus", lambda spec: tiny_corpus)
+    first, _ = run
+    other = tmp_path / "other"
+    shutil.copytree(first, other)
+    m = json.loads((other / "run.json").read_text())
+    m["model"]["source"] = "tiny-llama-copy"
+    (other / "run.json").write_text(json.dumps(m))
+    target = tmp_path / "target"
+    shutil.copytree(first, target)
+    rc = main(
+        [
+            "quant",
+            str(target),
+            "--calib",
+            "4",
+            "--eval",
+            "4",
+            "--max-length",
+            "32",
+            "--schemes",
+            "int8,fp8:token",
+            "--e2e",
+            "none",
+            "--no-recommend",
+            "--with",
+            str(other),
+            "--compare-out",
+            str(tmp_path / "cmp"),
+        ]
+    )
+    assert rc == 0
+    assert read_manifest(target)["quant"]["settings"]["schemes"] == ["int8", "fp8:token"]
+    doc = json.loads((tmp_path / "cmp" / "quant_compare.json").read_text())
+    assert {p["model"] for p in doc["peaks"]} == {"tiny-llama", "tiny-llama-copy"}
+    assert read_table(tmp_path / "cmp", "quant_compare").num_rows > 0
+    assert "correlation" in capsys.readouterr().out

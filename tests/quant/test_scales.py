@@ -39,18 +39,19 @@ def heavy_tailed(kind: str, n: int = 1 << 20) -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", ["student_t2", "lognormal", "massive"])
 def test_histogram_percentiles_within_bound_of_torch_quantile(kind):
-    x = heavy_tailed(kind)
+    x = heavy_tailed(kind, 1 << 18)
     a = x.abs()
     hist = H.histogram(x).numpy()
-    for q in QS:
-        got, rel = percentile_threshold(hist, q)
+    q = torch.tensor(QS, dtype=torch.float64)
+    # torch.quantile interpolates between two order statistics; the histogram reads one of them.
+    lo, hi, exact = (
+        torch.quantile(a.double(), q, interpolation=i).tolist() for i in ("lower", "higher", "linear")
+    )
+    for k, qk in enumerate(QS):
+        got, rel = percentile_threshold(hist, qk)
         assert rel == H.REL_ERROR
-        # torch.quantile interpolates between two order statistics; the histogram reads one of them.
-        lo = torch.quantile(a, q, interpolation="lower").item()
-        hi = torch.quantile(a, q, interpolation="higher").item()
-        exact = torch.quantile(a, q).item()
-        assert lo * (1 - rel) <= got <= hi * (1 + rel), (q, got, exact)
-        assert abs(got - exact) <= rel * exact + (hi - lo), (q, got, exact)
+        assert lo[k] * (1 - rel) <= got <= hi[k] * (1 + rel), (qk, got, exact[k])
+        assert abs(got - exact[k]) <= rel * exact[k] + (hi[k] - lo[k]), (qk, got, exact[k])
 
 
 def test_percentile_of_zeros_and_empty():
@@ -69,7 +70,7 @@ def _exact_mse(x: torch.Tensor, fmt, thresholds) -> np.ndarray:
 @pytest.mark.parametrize("fmt", [INT8, INT4, FP8_E4M3])
 @pytest.mark.parametrize("kind", ["student_t2", "massive"])
 def test_histogram_mse_tracks_the_exact_error(fmt, kind):
-    x = heavy_tailed(kind, 1 << 18)
+    x = heavy_tailed(kind, 1 << 16)
     hist = H.histogram(x).numpy()
     amax = x.abs().max().item()
     ratios = CLIP_RATIOS[::8]

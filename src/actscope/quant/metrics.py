@@ -1,9 +1,10 @@
 """Streaming reconstruction error per site and scheme: sums, never activations.
 
-For every (site, scheme) the hooks add, per batch, float64 sums of
+Per site and batch the hooks add float64 sums; those of x alone once per site,
+those of the error once per scheme:
 
-    x^2, (x - q(x))^2, |x|, |x - q(x)|, counts of finite, nonfinite,
-    saturated and underflowed (x != 0, q(x) == 0) elements
+    site:    finite and nonfinite element counts, zeros, sum x^2, sum |x|
+    scheme:  sum (x - q)^2, sum |x - q|, saturated count, zero count of q(x)
 
 from which the metrics follow at the end:
 
@@ -11,10 +12,12 @@ from which the metrics follow at the end:
     rel RMSE     sqrt(sum (x - q)^2 / sum x^2)
     rel MAE      sum |x - q| / sum |x|
     clip rate    saturated / finite elements
-    underflow    (x != 0 and q(x) == 0) / finite nonzero elements
+    underflow    (x != 0 and q(x) == 0) / nonzero elements
+                 = (zeros of q(x) - zeros of x) / nonzero: every format maps 0 to 0
 
-Nonfinite inputs (inf, nan) are counted and left out of the sums: one inf
-would make every metric of the site meaningless.
+Nonfinite inputs (inf, nan) are counted and replaced by 0 before quantizing:
+one inf would make every metric of the site meaningless, and it would blow
+up the dynamic scale of its whole row.
 """
 
 from __future__ import annotations
@@ -25,66 +28,82 @@ import torch
 
 from .primitives import sqnr_db
 
-FIELDS = ("n", "nonfinite", "nonzero", "sx2", "se2", "sabs", "sabserr", "clipped", "underflow")
-_IDX = {f: i for i, f in enumerate(FIELDS)}
+SITE_FIELDS = ("n", "nonfinite", "zeros", "sx2", "sabs")
+SCHEME_FIELDS = ("se2", "sabserr", "clipped", "qzeros")
 
 
-def error_terms(x: torch.Tensor, xq: torch.Tensor, clipped: torch.Tensor) -> torch.Tensor:
-    """(len(FIELDS),) float64 sums for one batch of one site and scheme; x, xq (N, C) float32.
+def _rowsum(t: torch.Tensor) -> torch.Tensor:
+    """Reduce per token in float32, over tokens in float64: independent of batching."""
+    return t.sum(-1).double().sum()
 
-    Sums are reduced per token in float32 and over tokens in float64, so they
-    do not depend on how the tokens were batched beyond float32 rounding of a row.
-    """
+
+def finite_part(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x with nonfinite elements set to 0, (len(SITE_FIELDS),) float64 site sums); x (N, C) float32."""
     finite = torch.isfinite(x)
     x0 = torch.where(finite, x, 0.0)
-    err = torch.where(finite, x - xq, 0.0)
-    err = torch.nan_to_num(err, nan=0.0)  # xq is nan only where a row held nan (dynamic scales)
+    n_finite = finite.sum()
+    sums = torch.stack(
+        [
+            n_finite.double(),
+            (x.numel() - n_finite).double(),
+            (x0 == 0).sum().double() - (x.numel() - n_finite).double(),  # finite zeros only
+            _rowsum(x0 * x0),
+            _rowsum(x0.abs()),
+        ]
+    )
+    return x0, sums
 
-    def total(t: torch.Tensor) -> torch.Tensor:
-        return t.sum(-1).double().sum()
 
-    nonzero = x0 != 0
+def error_terms(x0: torch.Tensor, xq: torch.Tensor, clipped: torch.Tensor) -> torch.Tensor:
+    """(len(SCHEME_FIELDS),) float64 sums of one scheme on one batch; x0 finite (N, C)."""
+    err = x0 - xq
     return torch.stack(
         [
-            finite.sum().double(),
-            (~finite).sum().double(),
-            nonzero.sum().double(),
-            total(x0.square()),
-            total(err.square()),
-            total(x0.abs()),
-            total(err.abs()),
+            torch.linalg.vector_norm(err, 2, dim=-1).double().square().sum(),
+            torch.linalg.vector_norm(err, 1, dim=-1).double().sum(),
             clipped.double(),
-            (nonzero & (xq == 0)).sum().double(),
+            (xq == 0).sum().double(),
         ]
     )
 
 
 class ErrorSums:
-    """(schemes, FIELDS) float64 sums for one site, on the model's device."""
+    """One site: (SITE_FIELDS,) and (schemes, SCHEME_FIELDS) float64 sums on the model's device."""
 
     def __init__(self, n_schemes: int, device):
-        self.sums = torch.zeros(n_schemes, len(FIELDS), dtype=torch.float64, device=device)
+        self.site = torch.zeros(len(SITE_FIELDS), dtype=torch.float64, device=device)
+        self.schemes = torch.zeros(n_schemes, len(SCHEME_FIELDS), dtype=torch.float64, device=device)
 
-    def update(self, j: int, x: torch.Tensor, xq: torch.Tensor, clipped: torch.Tensor) -> None:
-        self.sums[j] += error_terms(x, xq, clipped)
+    def add_site(self, x: torch.Tensor) -> torch.Tensor:
+        """Count x once per batch; returns the finite x0 that every scheme quantizes."""
+        x0, sums = finite_part(x)
+        self.site += sums
+        return x0
+
+    def update(self, j: int, x0: torch.Tensor, xq: torch.Tensor, clipped: torch.Tensor) -> None:
+        self.schemes[j] += error_terms(x0, xq, clipped)
 
     def merge(self, other: ErrorSums) -> None:
-        self.sums += other.sums.to(self.sums.device)
+        self.site += other.site.to(self.site.device)
+        self.schemes += other.schemes.to(self.schemes.device)
 
     def result(self, j: int) -> dict:
-        return metrics_from_sums(self.sums[j].cpu().tolist())
+        return metrics_from_sums(self.site.cpu().tolist(), self.schemes[j].cpu().tolist())
 
 
-def metrics_from_sums(s: list[float]) -> dict:
-    g = {f: s[i] for f, i in _IDX.items()}
-    sx2, se2 = g["sx2"], g["se2"]
-    n = g["n"]
+def metrics_from_sums(site: list[float], scheme: list[float]) -> dict:
+    s = dict(zip(SITE_FIELDS, site, strict=True))
+    e = dict(zip(SCHEME_FIELDS, scheme, strict=True))
+    n, sx2, se2 = s["n"], s["sx2"], e["se2"]
+    nonzero = n - s["zeros"]
+    # rounding noise can make zero counts differ by nothing else than real underflow: both exact ints
+    underflow = e["qzeros"] - s["zeros"] - s["nonfinite"]  # nonfinite inputs became 0 and stay 0
     return {
         "sqnr_db": sqnr_db(sx2, se2),
         "rel_rmse": math.sqrt(se2 / sx2) if sx2 > 0 else None,
-        "rel_mae": g["sabserr"] / g["sabs"] if g["sabs"] > 0 else None,
-        "clip_rate": g["clipped"] / n if n else None,
-        "underflow_rate": g["underflow"] / g["nonzero"] if g["nonzero"] else None,
+        "rel_mae": e["sabserr"] / s["sabs"] if s["sabs"] > 0 else None,
+        "clip_rate": e["clipped"] / n if n else None,
+        "underflow_rate": underflow / nonzero if nonzero else None,
         "elements": int(n),
-        "nonfinite": int(g["nonfinite"]),
+        "nonfinite": int(s["nonfinite"]),
     }

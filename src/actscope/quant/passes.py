@@ -82,11 +82,11 @@ class EvalSink:
         view = SiteView(x.detach(), self.stats.ctx)  # drops padding once for all users
         for s in self.stats.stats[self.names[i]]:
             s.update(view)
-        v = view.x  # (N, C) float32
+        x0 = self.errors[i].add_site(view.x)  # (N, C) float32, nonfinite -> 0 (counted)
         for j, q in enumerate(self.quantizers[i]):
             if q is not None:  # None: scheme does not apply to this site (SmoothQuant off linear inputs)
-                xq, clipped = q(v)
-                self.errors[i].update(j, v, xq, clipped)
+                xq, clipped = q(x0)
+                self.errors[i].update(j, x0, xq, clipped)
 
 
 def evaluate(model, bindings, channels, quantizers, batches, n_samples: int) -> EvalSink:

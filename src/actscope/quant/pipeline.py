@@ -9,6 +9,7 @@ with a minimal manifest when it does not exist yet).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ from .recommend import Candidate, candidates, recommend
 from .results import e2e_maps, metric_rows, scheme_summary, write_quant
 from .scheme import Scheme, parse_scheme
 from .splits import split_corpus, subset
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,24 +111,39 @@ def run_quant(cfg: QuantConfig, *, loaded=None, corpus=None) -> tuple[Path, dict
     data = _batches(cfg, target, tok, corpus, split)
     probe, linear_modules = _resolve_sites(cfg, model, data["calib_seqs"], data["pad_id"])
 
+    log.info(
+        "calibrating %d sites on %d samples (%d tokens)", len(probe.channels), cfg.calib, data["calib_tokens"]
+    )
     cal = calibrate(model, probe.bindings, probe.channels, data["calib"], cfg.calib, linear_modules)
     schemes = [parse_scheme(n) for n in cfg.scheme_list()]
     quantizers = {name: [_quantizer(s, cal[name]) for s in schemes] for name in probe.channels}
     t_cal = time.time()
+    log.info(
+        "evaluating %d schemes on %d held-out samples (%d tokens)",
+        len(schemes),
+        cfg.eval,
+        data["eval_tokens"],
+    )
     sink = evaluate(model, probe.bindings, probe.channels, quantizers, data["eval"], cfg.eval)
     rows = metric_rows(sink, schemes, quantizers, cal, probe)
     t_eval = time.time()
 
-    e2e_names = [parse_scheme(s).name for s in cfg.e2e]
+    # One end-to-end loop for the requested schemes and the recommendation's candidates:
+    # the float model's log-probabilities are computed once per batch for all of them.
+    cands = _candidates(cfg, rows, schemes) if cfg.recommend and linear_modules else []
     by_name = {s.name: j for j, s in enumerate(schemes)}
-    e2e = {}
-    if e2e_names and linear_modules:
-        maps = {n: e2e_maps(probe, quantizers, by_name[n], keep=()) for n in e2e_names}
-        e2e = evaluate_e2e(model, data["e2e"], maps)
+    configs = {n: () for n in (parse_scheme(s).name for s in cfg.e2e)} if linear_modules else {}
+    configs.update({_key(c): c.keep for c in cands if _key(c) not in configs})
+    results = {}
+    if configs:
+        log.info("end to end: %s", ", ".join(configs))
+        maps = {
+            k: e2e_maps(probe, quantizers, by_name[k.split(" ")[0]], keep=keep) for k, keep in configs.items()
+        }
+        results = evaluate_e2e(model, data["e2e"], maps)
+    e2e = {k: v for k, v in results.items() if " " not in k}  # float and whole-model schemes
     rec = (
-        _recommend(cfg, model, data["e2e"], probe, quantizers, by_name, rows, schemes, e2e)
-        if cfg.recommend and linear_modules
-        else None
+        recommend(cands, lambda c: results[_key(c)], cfg.budget) if cfg.recommend and linear_modules else None
     )
     t_e2e = time.time()
 
@@ -189,17 +207,16 @@ def _quantizer(scheme: Scheme, cal) -> Quantizer | None:
     return build_quantizer(scheme, cal)
 
 
-def _recommend(cfg, model, batches, probe, quantizers, by_name, rows, schemes, e2e) -> dict:
+def _key(c: Candidate) -> str:
+    """End-to-end result name of a candidate: its scheme, plus how many sites stay in 16 bits."""
+    return c.scheme.name if not c.keep else f"{c.scheme.name} keep{len(c.keep)}"
+
+
+def _candidates(cfg: QuantConfig, rows: list[dict], schemes: list[Scheme]) -> list[Candidate]:
+    """The cheapest max_checks candidates by SQNR on the linear inputs (recommend.candidates)."""
     lin = [r for r in rows if r["kind"] == "linear_input"]
     sqnr: dict[str, dict[str, float]] = {}
     for r in lin:
         sqnr.setdefault(r["scheme"], {})[r["site"]] = r["sqnr_db"]
     channels = {r["site"]: r["channels"] for r in lin}
-
-    def check(c: Candidate) -> dict:
-        if not c.keep and c.scheme.name in e2e:
-            return e2e[c.scheme.name]
-        maps = {c.scheme.name: e2e_maps(probe, quantizers, by_name[c.scheme.name], keep=c.keep)}
-        return evaluate_e2e(model, batches, maps)[c.scheme.name]
-
-    return recommend(candidates(sqnr, channels, schemes, cfg.budget), check, cfg.budget)
+    return candidates(sqnr, channels, schemes, cfg.budget)[: cfg.budget.max_checks]
