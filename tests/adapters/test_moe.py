@@ -52,6 +52,9 @@ def test_tokens_per_expert_sum_to_tokens_times_top_k(
     assert sorted(load) == [
         f"layers.{i}.mlp.experts.routed.in" for i in range(model.config.num_hidden_layers)
     ]
+    sites = {r["site"]: r for r in pq.read_table(out / "sites.parquet").to_pylist()}
+    for name, r in sites.items():  # expert-internal rows are real tokens only, like every site
+        assert r["tokens"] == n_tokens, name
     ref = routed_indices(model, char_tok, corpus)
     for i, counts in enumerate(load[f"layers.{i}.mlp.experts.routed.in"] for i in range(len(ref))):
         assert sum(counts) == n_tokens * k  # padding tokens are routed too, and not counted

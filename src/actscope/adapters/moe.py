@@ -217,6 +217,9 @@ def recompute_experts(m: nn.Module, x: torch.Tensor, idx: torch.Tensor, with_act
     T, k = idx.shape
     E = num_experts(m)
     w_up = m.gate_up_proj if m.has_gate else m.up_proj  # (E, 2I, H), or (E, H, 2I) if transposed
+    if w_up.device.type == "meta":  # offloaded (accelerate): the weights are gone after the forward
+        return {"act": None, "down": None}
+    x, idx = x.to(w_up.device), idx.to(w_up.device)
     b_up = getattr(m, "gate_up_proj_bias" if m.has_gate else "up_proj_bias", None) if m.has_bias else None
     inter = m.down_proj.shape[1] if m.is_transposed else m.down_proj.shape[2]
     flat = idx.reshape(-1)  # (T*k,) pair p: token p // k, slot p % k
