@@ -62,6 +62,9 @@ def _model(model_type: str):
     return AutoModelForCausalLM.from_config(cfg).eval()
 
 
+LOADED: dict[str, SimpleNamespace] = {}  # model_type -> the loaded tiny model, for `actscope quant`
+
+
 def measure_tiny(out: Path, model_type: str, source: str) -> Path:
     from actscope.config import MeasureConfig
     from actscope.runner import measure
@@ -75,6 +78,7 @@ def measure_tiny(out: Path, model_type: str, source: str) -> Path:
         "dtype": "float32",
     }
     loaded = SimpleNamespace(model=model, tokenizer=_tokenizer(), info=info)
+    LOADED[model_type] = loaded
     cfg = MeasureConfig(out=str(out), overwrite=True, progress=False, sites="all", bos="always")
     return measure(cfg, loaded=loaded, corpus=_corpus())
 
@@ -93,6 +97,26 @@ def run_gemma(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def run_llama(tmp_path_factory) -> Path:
     return measure_tiny(tmp_path_factory.mktemp("runs") / "llama", "llama", "org/Tiny-Llama")
+
+
+@pytest.fixture(scope="session")
+def run_quant_llama(run_llama, tmp_path_factory) -> Path:
+    """A copy of the llama run with `actscope quant` results (run.json "quant" + quant.parquet)."""
+    from actscope.quant.config import QuantConfig
+    from actscope.quant.pipeline import run_quant
+
+    dst = tmp_path_factory.mktemp("runs") / "llama-quant"
+    shutil.copytree(run_llama, dst)
+    cfg = QuantConfig(
+        target=str(dst),
+        calib=4,
+        eval=4,
+        schemes=("int8:tensor:absmax", "int8:token", "fp8_e4m3:tensor:absmax"),
+        e2e=("int8:tensor:absmax",),
+        recommend=False,
+    )
+    run_quant(cfg, loaded=LOADED["llama"], corpus=_corpus())
+    return dst
 
 
 @pytest.fixture()

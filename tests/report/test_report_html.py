@@ -51,17 +51,28 @@ def test_sections(run_gemma, tmp_path):
     assert "Quantization results" not in html  # no quant section without `actscope quant` results
 
 
-def test_quant_results_rendered_when_present(run_copy, tmp_path):
-    run = run_copy(
-        lambda m: m.update(quant={"format": "int8", "granularity": "per-tensor", "note": "<i>x</i>"})
-    )
-    pq.write_table(
-        pa.table({"site": ["layers.0.resid.out"], "sqnr_db": [31.5], "format": ["int8"]}),
-        run / "quant.parquet",
-    )
+def test_partial_quant_section_renders(run_copy, tmp_path):
+    """Only the keys present are shown; inf written as a string by `actscope quant` reads back."""
+    schemes = {"<i>int8</i>": {"bits": 8, "linear_min_sqnr_db": "inf", "linear_median_sqnr_db": 30.0}}
+    run = run_copy(lambda m: m.update(quant={"schemes": schemes}))
+    table = {"site": ["layers.0.resid.out"], "kind": ["residual"], "scheme": ["int8"], "sqnr_db": [31.5]}
+    pq.write_table(pa.table(table), run / "quant.parquet")
     html = render_report([run], tmp_path / "r.html").read_text()
-    assert "Quantization results" in html and "sqnr_db" in html and "31.5" in html
-    assert "&lt;i&gt;x&lt;/i&gt;" in html
+    assert "Quantization results" in html and "31.5 dB" in html and "∞ dB" in html
+    assert "&lt;i&gt;int8&lt;/i&gt;" in html and "<i>int8</i>" not in html
+
+
+def test_quant_section_from_actscope_quant(run_quant_llama, tmp_path):
+    html = render_report([run_quant_llama], tmp_path / "r.html").read_text()
+    assert 'id="run1-quant"' in html
+    for needle in (
+        "int8:tensor:absmax",
+        "int8:token",
+        "fp8_e4m3:tensor:absmax",
+        "SQNR per quantization scheme",
+    ):
+        assert needle in html, needle
+    assert "ppl change" in html and "Spearman" in html
 
 
 def test_two_runs_get_a_comparison(run_gemma, run_llama, tmp_path):

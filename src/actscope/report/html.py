@@ -9,7 +9,6 @@ through autoescaped template variables or matplotlib's escaped SVG text.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -20,11 +19,11 @@ import numpy as np
 from .. import __version__
 from ..stats import histogram as H
 from . import compare, plots
+from .quantview import quant_context
 from .rundata import RunView, massive_channels, split_context
 from .verdicts import FORMATS, hist_error, verdicts
 
 TOP_ROWS = 25  # top activations listed per run
-QUANT_ROWS = 60  # rows of quant.parquet shown
 
 
 def render_report(runs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
@@ -154,18 +153,31 @@ def kind_table(view: RunView) -> list[dict]:
 
 
 def top_activations(view: RunView, n: int = TOP_ROWS) -> list[dict]:
-    """The largest |a| over all sites, one row per (sample, position, channel): a massive
-    activation repeats through the residual stream, so its first-best site stands for it."""
-    best: dict[tuple, dict] = {}
-    hits: dict[tuple, int] = {}
+    """The largest |a| over all sites, one row per distinct activation.
+
+    A massive activation repeats through the residual stream (one element, many
+    sites), and at a position whose prefix is the same in every sample (BOS) it
+    repeats in every sample with the same value. Rows are grouped first by
+    (sample, position, channel), then across samples by (position, token, channel,
+    value), and shown where they are largest, with how many sites and samples hold them."""
+    elems: dict[tuple, dict] = {}
     for r in view.topk:
-        key = (r["sample_id"], r["pos"], r["channel"])
-        hits[key] = hits.get(key, 0) + 1
-        if key not in best or r["absval"] > best[key]["absval"]:
-            best[key] = r
-    rows = sorted(best.values(), key=lambda r: -r["absval"])[:n]
+        e = elems.setdefault((r["sample_id"], r["pos"], r["channel"]), {"best": r, "sites": set()})
+        e["sites"].add(r["site"])
+        if r["absval"] > e["best"]["absval"]:
+            e["best"] = r
+    groups: dict[tuple, dict] = {}
+    for e in elems.values():
+        b = e["best"]
+        g = groups.setdefault(
+            (b["pos"], b["token"], b["channel"], b["site"], float(f"{b['value']:.6g}")),
+            {"best": b, "sites": e["sites"], "samples": 0},
+        )
+        g["samples"] += 1
+    ranked = sorted(groups.values(), key=lambda g: -g["best"]["absval"])[:n]
     out = []
-    for r in rows:
+    for g in ranked:
+        r = g["best"]
         before, tok, after = split_context(r["context"])
         out.append(
             {
@@ -173,23 +185,11 @@ def top_activations(view: RunView, n: int = TOP_ROWS) -> list[dict]:
                 "before": before,
                 "tok": tok,
                 "after": after,
-                "sites": hits[(r["sample_id"], r["pos"], r["channel"])],
+                "sites": len(g["sites"]),
+                "samples": g["samples"],
             }
         )
     return out
-
-
-def quant_context(view: RunView) -> dict | None:
-    """The `actscope quant` results, when the run has them: manifest section + table rows."""
-    q, table = view.quant, view.quant_table
-    if not q and not table:
-        return None
-    items = []
-    for k, v in (q or {}).items():
-        text = v if isinstance(v, str) else json.dumps(v, default=str)
-        items.append((k, text if len(text) <= 400 else text[:400] + " …"))
-    cols = list(table[0].keys()) if table else []
-    return {"items": items, "columns": cols, "rows": (table or [])[:QUANT_ROWS], "total": len(table or [])}
 
 
 def metadata(view: RunView) -> list[tuple[str, str]]:
@@ -219,7 +219,22 @@ def metadata(view: RunView) -> list[tuple[str, str]]:
 
 
 def _kv(d: dict) -> str:
-    return "; ".join(f"{k}: {v}" for k, v in d.items() if v not in (None, "", [], {}))
+    return "; ".join(f"{k}: {_short(v)}" for k, v in d.items() if v not in (None, "", [], {}))
+
+
+def _short(v, limit: int = 160) -> str:
+    """A manifest value in one readable line: nested tables by their keys, long lists counted."""
+    if isinstance(v, dict):
+        keys = list(v)
+        text = f"{len(keys)} entries ({', '.join(map(str, keys[:8]))}{', …' if len(keys) > 8 else ''})"
+    elif isinstance(v, (list, tuple)):
+        if all(not isinstance(x, (dict, list)) for x in v) and len(v) <= 12:
+            text = ", ".join(map(str, v))
+        else:
+            text = f"{len(v)} items"
+    else:
+        text = str(v)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def comparison_context(views: list[RunView]) -> dict:

@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display; this module only ever writes SVG
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..sites import KINDS  # noqa: E402
 
@@ -50,6 +51,17 @@ def _attr(s: str) -> str:
     return s.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _legend_outside(ax, title: str | None) -> None:
+    ax.legend(
+        fontsize=7, title=title, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
+    )
+
+
+def _plain_text(s: str) -> str:
+    """Corpus or model names as literal text: no mathtext ($...$) interpretation."""
+    return str(s).replace("$", r"\$")
+
+
 def _limits_lines(ax, vmax: float, axis: str = "y") -> None:
     """Dashed FP8-E4M3 and fp16 limits, when the data comes within a decade of them."""
     line = ax.axhline if axis == "y" else ax.axvline
@@ -71,10 +83,11 @@ def layer_curves(per_kind: dict[str, list[tuple[int, float]]]) -> str:
         ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.4, color=kind_color(kind), label=kind)
     _limits_lines(ax, vmax)
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer")
     ax.set_ylabel("max |a| (activation units)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="best", title="site kind", title_fontsize=7)
+    _legend_outside(ax, "site kind")
     return to_svg(fig, "max |a| per layer and site kind")
 
 
@@ -117,30 +130,43 @@ def channel_profile(site: str, absmax: np.ndarray, massive: np.ndarray, label_to
 def ccdf(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
     """P(|a| >= x) per site kind, log-log."""
     fig, ax = _figure()
-    vmax = 0.0
+    vmax, lefts = 0.0, []
     for kind, (x, p) in curves.items():
         keep = (x > 0) & (p > 0)
         if keep.any():
             ax.step(x[keep], p[keep], where="post", color=kind_color(kind), linewidth=1.3, label=kind)
             vmax = max(vmax, float(x[keep].max()))
+            body = x[keep][p[keep] <= 0.999]  # the 0.1% quantile of |a| and up
+            if body.size:
+                lefts.append(float(body[0]))
     _limits_lines(ax, vmax, axis="x")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    if lefts:  # start where the tails start: below that every curve is ~1
+        ax.set_xlim(left=min(lefts) / 2)
     ax.set_xlabel("|a| (activation units)")
     ax.set_ylabel("P(|a| ≥ x), fraction of elements")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, title="site kind", title_fontsize=7)
+    _legend_outside(ax, "site kind")
     return to_svg(fig, "tail of |a| per site kind (CCDF)")
 
 
 def domain_bars(domains: dict[str, float]) -> str:
+    """One dot per domain on a log axis, labelled with its value (log bars would start nowhere)."""
     items = sorted(domains.items(), key=lambda kv: kv[1])
-    fig, ax = _figure(7.5, 0.6 + 0.28 * max(len(items), 3))
-    names, vals = zip(*items, strict=True)
-    ax.barh(names, vals, color="slateblue")
+    fig, ax = _figure(7.5, 0.8 + 0.3 * max(len(items), 2))
+    names = [_plain_text(n) for n, _ in items]
+    vals = np.array([v for _, v in items], dtype=float)
+    y = np.arange(len(items))
+    ax.hlines(y, vals.min() / 10, vals, color="0.75", linewidth=1)
+    ax.plot(vals, y, "o", color="slateblue")
+    for yi, v in zip(y, vals, strict=True):
+        ax.annotate(f"{v:.4g}", (v, yi), textcoords="offset points", xytext=(5, -3), fontsize=7)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_ylim(-0.7, len(items) - 0.3)
     ax.set_xscale("log")
-    ax.set_xlabel("max |a| over the domain's samples")
-    ax.tick_params(axis="y", labelsize=8)
+    ax.set_xlim(vals.min() / 10, vals.max() * 10)  # at least one decade tick either side
+    ax.set_xlabel("max |a| over the domain's samples (activation units)")
     ax.grid(True, axis="x", alpha=0.3)
     return to_svg(fig, "max |a| per corpus domain")
 
@@ -174,8 +200,39 @@ def compare_bars(rows: list[dict]) -> str:
         (math.log10(FP16_MAX), "fp16 65,504", "--"),
     ):
         ax.axvline(v, color="crimson", linestyle=style, linewidth=1, label=name)
-    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_yticks(y, [_plain_text(n) for n in labels], fontsize=8)
+    ax.invert_yaxis()  # first row on top, as in the table
     ax.set_xlabel("log10 M  (M = max |a| over all sites and tokens)")
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    _legend_outside(ax, None)
     return to_svg(fig, "log10 M per model")
+
+
+def quant_schemes(rows: list[dict], budget_db: float | None) -> str:
+    """Per scheme: median SQNR over linear inputs (bar), the worst linear input and the
+    peak residual site (markers), with the SQNR budget."""
+    rows = [r for r in rows if r["linear_median"] is not None]
+    fig, ax = _figure(7.5, 0.9 + 0.3 * max(len(rows), 2))
+    y = np.arange(len(rows))
+    med = np.array([_finite_db(r["linear_median"]) for r in rows])
+    ax.barh(y, med, color="lightsteelblue", label="median SQNR, linear inputs")
+    worst = [(i, _finite_db(r["linear_min"])) for i, r in enumerate(rows) if r["linear_min"] is not None]
+    ax.plot([w[1] for w in worst], [w[0] for w in worst], "v", color="crimson", label="worst linear input")
+    peak = [(i, _finite_db(r["peak_residual"])) for i, r in enumerate(rows) if r["peak_residual"] is not None]
+    if peak:
+        ax.plot(
+            [p[1] for p in peak], [p[0] for p in peak], "o", color="darkorange", label="peak residual site"
+        )
+    if budget_db is not None:
+        ax.axvline(budget_db, color="0.3", linestyle="--", linewidth=1, label=f"budget {budget_db:g} dB")
+    ax.set_yticks(y, [_plain_text(r["scheme"]) for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("SQNR (dB, held-out samples)")
+    ax.grid(True, axis="x", alpha=0.3)
+    _legend_outside(ax, None)
+    return to_svg(fig, "SQNR per quantization scheme")
+
+
+def _finite_db(v: float) -> float:
+    """Exact (infinite-SQNR) results drawn at 100 dB, off any realistic scale."""
+    return 100.0 if v is None or not math.isfinite(v) else v
