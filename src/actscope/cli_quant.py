@@ -51,6 +51,28 @@ def register(sub) -> None:
     q.add_argument(
         "--e2e-token-budget", type=int, default=d.e2e_token_budget, help="padded tokens per end-to-end batch"
     )
+    q.add_argument("--no-recommend", action="store_true", help="skip the recommendation")
+    q.add_argument(
+        "--with",
+        dest="with_runs",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="runs with quant results to pool in the cross-model correlation",
+    )
+    q.add_argument(
+        "--compare-out", default="runs/quant-compare", help="where the cross-model correlation is written"
+    )
+    q.add_argument("--json", action="store_true", help="print the quant section as JSON")
+    from .cli_measure import add_model_args
+
+    add_model_args(q)
+    _add_budget_args(q, b)
+    q.set_defaults(handler=cmd_quant)
+
+
+def _add_budget_args(q, b) -> None:
+    """The user's budget for the recommendation (recommend.Budget)."""
     q.add_argument(
         "--min-sqnr",
         type=float,
@@ -75,23 +97,6 @@ def register(sub) -> None:
         default=b.max_checks,
         help="end-to-end runs spent verifying the recommendation",
     )
-    q.add_argument("--no-recommend", action="store_true", help="skip the recommendation")
-    q.add_argument(
-        "--with",
-        dest="with_runs",
-        nargs="+",
-        default=[],
-        metavar="RUN",
-        help="runs with quant results to pool in the cross-model correlation",
-    )
-    q.add_argument(
-        "--compare-out", default="runs/quant-compare", help="where the cross-model correlation is written"
-    )
-    q.add_argument("--json", action="store_true", help="print the quant section as JSON")
-    from .cli_measure import add_model_args
-
-    add_model_args(q)
-    q.set_defaults(handler=cmd_quant)
 
 
 def _split(text: str | None) -> tuple[str, ...] | None:

@@ -106,53 +106,16 @@ def run_quant(cfg: QuantConfig, *, loaded=None, corpus=None) -> tuple[Path, dict
         )
     corpus = corpus if corpus is not None else load_corpus(target.corpus)
     out, manifest = open_output(cfg, target, loaded, corpus)
-    model, tok = loaded.model, loaded.tokenizer
     split = split_corpus(corpus, cfg.calib, cfg.eval, cfg.seed)
-    data = _batches(cfg, target, tok, corpus, split)
-    probe, linear_modules = _resolve_sites(cfg, model, data["calib_seqs"], data["pad_id"])
-
-    log.info(
-        "calibrating %d sites on %d samples (%d tokens)", len(probe.channels), cfg.calib, data["calib_tokens"]
-    )
-    cal = calibrate(model, probe.bindings, probe.channels, data["calib"], cfg.calib, linear_modules)
+    data = _batches(cfg, target, loaded.tokenizer, corpus, split)
+    probe, linear_modules = _resolve_sites(cfg, loaded.model, data["calib_seqs"], data["pad_id"])
     schemes = [parse_scheme(n) for n in cfg.scheme_list()]
-    quantizers = {name: [_quantizer(s, cal[name]) for s in schemes] for name in probe.channels}
-    t_cal = time.time()
-    log.info(
-        "evaluating %d schemes on %d held-out samples (%d tokens)",
-        len(schemes),
-        cfg.eval,
-        data["eval_tokens"],
-    )
-    sink = evaluate(model, probe.bindings, probe.channels, quantizers, data["eval"], cfg.eval)
-    rows = metric_rows(sink, schemes, quantizers, cal, probe)
+    quantizers, rows, t_cal = _site_errors(cfg, loaded.model, probe, linear_modules, data, schemes)
     t_eval = time.time()
-
-    # One end-to-end loop for the requested schemes and the recommendation's candidates:
-    # the float model's log-probabilities are computed once per batch for all of them.
-    cands = _candidates(cfg, rows, schemes) if cfg.recommend and linear_modules else []
-    by_name = {s.name: j for j, s in enumerate(schemes)}
-    configs = {n: () for n in (parse_scheme(s).name for s in cfg.e2e)} if linear_modules else {}
-    configs.update({_key(c): c.keep for c in cands if _key(c) not in configs})
-    results = {}
-    if configs:
-        log.info("end to end: %s", ", ".join(configs))
-        maps = {
-            k: e2e_maps(probe, quantizers, by_name[k.split(" ")[0]], keep=keep) for k, keep in configs.items()
-        }
-        results = evaluate_e2e(model, data["e2e"], maps)
-    e2e = {k: v for k, v in results.items() if " " not in k}  # float and whole-model schemes
-    rec = (
-        recommend(cands, lambda c: results[_key(c)], cfg.budget) if cfg.recommend and linear_modules else None
-    )
-    t_e2e = time.time()
-
+    e2e, rec = _end_to_end(cfg, loaded.model, data, probe, quantizers, schemes, rows, bool(linear_modules))
     section = {
         "schema_version": 1,
-        "settings": {
-            **{k: v for k, v in asdict(cfg).items() if k not in ("budget",)},
-            "budget": asdict(cfg.budget),
-        },
+        "settings": {**{k: v for k, v in asdict(cfg).items() if k != "budget"}, "budget": asdict(cfg.budget)},
         "corpus": {"name": corpus.name, "hash": corpus.hash},
         "split": {
             "calibration": [corpus.samples[i].id for i in split.calibration],
@@ -165,10 +128,52 @@ def run_quant(cfg: QuantConfig, *, loaded=None, corpus=None) -> tuple[Path, dict
         "e2e": e2e,
         "correlation": correlations(rows),
         "recommendation": rec,
-        "timings": {"calibrate_s": t_cal - t0, "evaluate_s": t_eval - t_cal, "e2e_s": t_e2e - t_eval},
+        "timings": {"calibrate_s": t_cal - t0, "evaluate_s": t_eval - t_cal, "e2e_s": time.time() - t_eval},
     }
     write_quant(out, manifest, section, rows)
     return out, section
+
+
+def _site_errors(cfg, model, probe, linear_modules, data, schemes):
+    """Calibrate on one split, then stream the other through every scheme: (quantizers, rows, t_cal)."""
+    log.info(
+        "calibrating %d sites on %d samples (%d tokens)", len(probe.channels), cfg.calib, data["calib_tokens"]
+    )
+    cal = calibrate(model, probe.bindings, probe.channels, data["calib"], cfg.calib, linear_modules)
+    quantizers = {name: [_quantizer(s, cal[name]) for s in schemes] for name in probe.channels}
+    t_cal = time.time()
+    log.info(
+        "evaluating %d schemes on %d held-out samples (%d tokens)",
+        len(schemes),
+        cfg.eval,
+        data["eval_tokens"],
+    )
+    sink = evaluate(model, probe.bindings, probe.channels, quantizers, data["eval"], cfg.eval)
+    return quantizers, metric_rows(sink, schemes, quantizers, cal, probe), t_cal
+
+
+def _end_to_end(cfg, model, data, probe, quantizers, schemes, rows, has_linear: bool):
+    """(e2e results, recommendation) from one loop over the held-out batches.
+
+    The requested schemes and the recommendation's candidates run together, so
+    the float model's log-probabilities are computed once per batch for all.
+    """
+    if not has_linear:
+        return {}, None
+    cands = _candidates(cfg, rows, schemes) if cfg.recommend else []
+    by_name = {s.name: j for j, s in enumerate(schemes)}
+    configs = {parse_scheme(s).name: () for s in cfg.e2e}
+    configs.update({_key(c): c.keep for c in cands if _key(c) not in configs})
+    results = {}
+    if configs:
+        log.info("end to end: %s", ", ".join(configs))
+        maps = {
+            k: e2e_maps(probe, quantizers, by_name[k.split(" ")[0]], keep=keep) for k, keep in configs.items()
+        }
+        results = evaluate_e2e(model, data["e2e"], maps)
+    e2e = {k: v for k, v in results.items() if " " not in k}  # float and whole-model schemes
+    rec = recommend(cands, lambda c: results[_key(c)], cfg.budget) if cfg.recommend else None
+    return e2e, rec
 
 
 def _batches(cfg: QuantConfig, target: Target, tok, corpus, split) -> dict:

@@ -30,7 +30,11 @@ CLIP_RATIOS = 2.0 ** (-np.arange(0, 161) / 16.0)
 
 
 def percentile_threshold(hist: np.ndarray, q: float) -> tuple[float, float]:
-    """(threshold, relative error bound) of the q-quantile of |a| from the log histogram."""
+    """(threshold T, bound e) of the q-quantile of |a| from the log histogram.
+
+    The exact quantile (the order statistic the histogram counts to) lies in
+    [T (1 - e), T (1 + e)]: e = REL_ERROR is relative to the bin midpoint T.
+    """
     value = H.quantiles(hist, [q])[0]
     return (0.0 if value is None else float(value)), H.REL_ERROR
 
