@@ -19,20 +19,20 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("corpus", help="inspect or build the text corpus")
     sub = p.add_subparsers(dest="corpus_command", required=True)
 
-    sub.add_parser("list", help="built-in profiles and their domains").set_defaults(func=cmd_list)
+    sub.add_parser("list", help="built-in profiles and their domains").set_defaults(handler=cmd_list)
 
     show = sub.add_parser("show", help="print samples of a profile or corpus file")
     show.add_argument("corpus", metavar="PROFILE_OR_PATH")
     show.add_argument("--domain", help="only samples of this domain")
     show.add_argument("-n", type=int, default=3, help="number of samples (default 3)")
     show.add_argument("--text-column", default="text")
-    show.set_defaults(func=cmd_show)
+    show.set_defaults(handler=cmd_show)
 
     stats = sub.add_parser("stats", help="samples, characters (and tokens) per domain")
     stats.add_argument("corpus", metavar="PROFILE_OR_PATH")
     stats.add_argument("--model", help="count tokens with this model's tokenizer")
     stats.add_argument("--text-column", default="text")
-    stats.set_defaults(func=cmd_stats)
+    stats.set_defaults(handler=cmd_stats)
 
     build = sub.add_parser("build", help="write corpus profiles, optionally with local-only sources")
     build.add_argument(
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
     )
     build.add_argument("--out", type=Path, default=Path("actscope-corpus"), help="output directory")
     build.add_argument("--cache", type=Path, help="where downloaded packages are kept")
-    build.set_defaults(func=cmd_build)
+    build.set_defaults(handler=cmd_build)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="actscope")
     cli_corpus.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return args.handler(args)
 
 
 def test_list(capsys):

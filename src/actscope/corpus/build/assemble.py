@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from .doc import Doc
 from .spec import DOMAINS, SourceSpec
 from .text import (
-    LONG_MAX,
+    LONG_KEEP,
     LONG_MIN,
     SHORT_MAX,
     SHORT_MIN,
@@ -71,7 +71,7 @@ def rank_source(spec: SourceSpec, docs: Iterable[Doc], seed: int) -> tuple[list[
         if spec.whole:
             if SHORT_MIN <= n <= SHORT_MAX and _keep(spec, text):
                 short.append((0, pos, make(text, "0")))
-            elif LONG_MIN <= n <= LONG_MAX and long_left > 0 and _keep(spec, text):
+            elif LONG_KEEP[0] <= n <= LONG_KEEP[1] and long_left > 0 and _keep(spec, text):
                 long.append((0, pos, make(text, "0")))
                 long_left -= 1
             continue
@@ -174,7 +174,8 @@ def select_profiles(pools: dict[str, list[Candidate]], sizes: dict[str, int]) ->
     Within a profile samples are ordered by domain, then rank.
     """
     full_q = allocate(sizes["full"], {d: len(p) for d, p in pools.items()})
-    full = {d: pools[d][: full_q[d]] for d in pools}
+    need = -(-sizes["quick"] // max(1, len(pools)))  # quick samples a domain must be able to give
+    full = {d: _with_quick_candidates(pools[d], full_q[d], need) for d in pools}
     lo, hi = QUICK_TOKENS
     quick_pool = {d: [c for c in full[d] if lo <= c.tokens <= hi] for d in full}
     quick_q = allocate(sizes["quick"], {d: len(p) for d, p in quick_pool.items()})
@@ -188,3 +189,24 @@ def select_profiles(pools: dict[str, list[Candidate]], sizes: dict[str, int]) ->
         standard[d] = [c for c in full[d] if c.id in chosen]
     flat = lambda by_domain: [c for d in sorted(by_domain, key=_domain_order) for c in by_domain[d]]  # noqa: E731
     return {"quick": flat(quick), "standard": flat(standard), "full": flat(full)}
+
+
+def _quick_sized(c: Candidate) -> bool:
+    return QUICK_TOKENS[0] <= c.tokens <= QUICK_TOKENS[1]
+
+
+def _with_quick_candidates(pool: list[Candidate], n: int, need: int) -> list[Candidate]:
+    """The first n of the pool, but with at least `need` quick-sized samples when the pool has them.
+
+    Domains of long paragraphs (speeches) have few 100-300 token chunks near the
+    head of their pool; the best-ranked quick-sized ones further down replace the
+    worst-ranked other short samples, so the domain's count stays n.
+    """
+    head = pool[:n]
+    missing = need - sum(map(_quick_sized, head))
+    if missing <= 0:
+        return head
+    extra = [c for c in pool[n:] if _quick_sized(c)][:missing]
+    drop = {id(c) for c in [c for c in head if not _quick_sized(c) and not c.long][::-1][: len(extra)]}
+    kept = [c for c in head if id(c) not in drop]
+    return kept + extra[: n - len(kept)]

