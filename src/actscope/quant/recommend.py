@@ -5,9 +5,10 @@ the end-to-end perplexity increase. For each scheme, the linear inputs below
 the SQNR floor are candidates to keep in 16 bits; a scheme qualifies when at
 most `max_keep_fraction` of them must be kept. Candidates are ordered by the
 mean bits per linear-input activation element (kept sites count 16 bits),
-then by the scheme's own cost, and checked end to end in that order: the first
-whose perplexity increase (with its kept sites left in float) stays within
-the budget is the recommendation.
+then by the scheme's own cost, then by the higher SQNR floor; the cheapest
+`max_checks` are run end to end, and the first whose perplexity increase
+(with its kept sites left in float) stays within the budget is the
+recommendation.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def candidates(
         bits = sum(channels[site] * (HIGH_PRECISION_BITS if site in keep else s.bits) for site in sq) / total
         rest = [v for site, v in sq.items() if site not in keep]
         out.append(Candidate(s, keep, bits, min(rest) if rest else float("nan")))
-    return sorted(out, key=lambda c: (c.mean_bits, c.scheme.cost, c.scheme.name))
+    # equal cost: the better-reconstructing scheme first (higher SQNR floor over its quantized sites)
+    return sorted(out, key=lambda c: (c.mean_bits, c.scheme.cost, -c.min_sqnr_db, c.scheme.name))
 
 
 def recommend(cands: list[Candidate], check: Callable[[Candidate], dict], budget: Budget) -> dict:
