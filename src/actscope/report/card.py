@@ -11,7 +11,7 @@ import json
 from .. import __version__
 from .compare import fmt_m, human_params, location
 from .rundata import RunView, massive_channels
-from .verdicts import FP8_E4M3, INT8, format_verdict, fp16_verdict
+from .verdicts import FP8_E4M3, FP16_MAX, INT8, format_verdict, fp16_verdict
 
 BEGIN, END = "<!-- actscope:activation-range:begin -->", "<!-- actscope:activation-range:end -->"
 
@@ -69,7 +69,12 @@ def card_markdown(view: RunView) -> str:
     c = f["corpus"]
     fp8 = format_verdict(view, FP8_E4M3)
     head = f["fp16_headroom"]
-    fp16_note = f"headroom x{head:.3g}" if f["fp16_safe"] and head else "M exceeds 65,504 or inf/nan seen"
+    if f["fp16_safe"]:
+        fp16_note = f"headroom x{head:.3g}" if head else "no activation measured"
+    elif f["max_abs_activation"] >= FP16_MAX:
+        fp16_note = f"M is {f['max_abs_activation'] / FP16_MAX:.3g}x fp16's largest finite value, 65,504"
+    else:
+        fp16_note = "inf or nan measured"
     channels = ", ".join(str(x) for x in f["massive_channels"][:12]) or "none"
     rows = [
         ("max \\|a\\| (M)", f"{fmt_m(f['max_abs_activation'])} (signed {fmt_m(f['max_activation_signed'])})"),
