@@ -85,3 +85,26 @@ def test_smollm_measure_end_to_end(smollm, tmp_path):
     assert s["M"] > 1000 and s["location"]["site"]
     top = pq.read_table(out / "topk.parquet").to_pylist()
     assert max(r["absval"] for r in top) == s["M"]
+
+
+def test_float16_overflow_is_reported(tmp_path, gemma):  # gemma fixture: the converted cache exists
+    """Gemma 3 270M exceeds 65,504: in float16 the run is marked overflowed, never a silent inf/nan M."""
+    import math
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "The quick brown fox jumps over the lazy dog."}\n{"text": "def f(x):\\n    return x"}\n')
+    r = subprocess.run(
+        [sys.executable, "-m", "actscope", "measure", "gemma-3-270m", "--dtype", "float16", "--corpus", str(corpus),
+         "-o", str(tmp_path / "run"), "--no-progress"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "OVERFLOW" in r.stdout and "float32 or bfloat16" in r.stdout
+    man = json.loads((tmp_path / "run" / "run.json").read_text())
+    s = man["summary"]
+    assert man["overflowed"] and s["nonfinite"]["overflowed"] and s["M_lower_bound"]
+    assert s["nonfinite"]["nan"] + s["nonfinite"]["posinf"] + s["nonfinite"]["neginf"] > 0
+    assert s["nonfinite"]["first_site"] and s["nonfinite"]["first_layer"] is not None
+    assert math.isfinite(s["M"]) and not s["safety"]["fp16_safe"]

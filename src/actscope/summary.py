@@ -45,6 +45,8 @@ def write_results(out: Path, manifest: dict, acc, corpus, tok) -> dict:
     sample_max = _write_samples(out, acc, corpus)
     manifest["summary"] = summarize(rows, peak_tables, sample_max, corpus, acc, manifest)
     manifest["status"] = "complete"
+    # A run whose activations left the dtype's range is complete but not trustworthy as M.
+    manifest["overflowed"] = bool(manifest["summary"].get("nonfinite", {}).get("overflowed"))
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_manifest(out, manifest)
     return manifest
@@ -175,7 +177,15 @@ def summarize(rows, topk, sample_max, corpus, acc, manifest) -> dict:
             "sites_over_fp8_e4m3": len([r for r in hooked if r["absmax"] > FP8_E4M3_MAX]),
             "sites_over_fp8_e5m2": len([r for r in hooked if r["absmax"] > FP8_E5M2_MAX]),
         },
-        "nonfinite": {**nonfinite, "first_site": first_bad, "overflowed": first_bad is not None},
+        "nonfinite": {
+            **nonfinite,
+            "first_site": first_bad,
+            "first_layer": next((r["layer"] for r in rows if r["site"] == first_bad), None),
+            "overflowed": first_bad is not None,
+            "advice": "measure in float32 or bfloat16" if first_bad is not None else None,
+        },
+        # With inf/nan present, M covers finite values only and is a lower bound of the true peak.
+        "M_lower_bound": first_bad is not None,
         "massive": _massive_summary(hooked, acc),
         "outlier_features": _outlier_features(acc, manifest),
         "per_layer": _per_layer(hooked),

@@ -46,9 +46,17 @@ def print_summary(run: str | Path, manifest: dict, *, all_sites: bool = False, c
         con.print("[red]no finite activation measured[/]")
         return
     loc = s["location"]
+    nf = s["nonfinite"]
+    if nf["overflowed"]:
+        con.print(
+            f"[bold red]OVERFLOW[/]: {nf['nan']:,} nan, {nf['posinf']:,} +inf, {nf['neginf']:,} -inf values, first at "
+            f"{nf['first_site']} (layer {fmt(nf['first_layer'])}) in {manifest['settings']['dtype']}. M below covers finite "
+            "values only and is a lower bound: measure in float32 or bfloat16."
+        )
     con.print()
+    bound = " (finite values only: a lower bound)" if s.get("M_lower_bound") else ""
     con.print(
-        f"[bold]M = max|a| = {fmt(s['M'], 6)}[/] (signed {fmt(s['M_signed'], 6)}) at [bold]{loc['site']}[/] "
+        f"[bold]M = max|a| = {fmt(s['M'], 6)}{bound}[/] (signed {fmt(s['M_signed'], 6)}) at [bold]{loc['site']}[/] "
         f"(kind {loc['kind']}, layer {fmt(loc['layer'])}, channel {loc['channel']})"
     )
     con.print(
@@ -69,16 +77,16 @@ def print_summary(run: str | Path, manifest: dict, *, all_sites: bool = False, c
 
 def _safety(con: Console, s: dict) -> None:
     saf, nf, mas = s["safety"], s["nonfinite"], s["massive"]
-    fp16 = "[green]safe[/]" if saf["fp16_safe"] else f"[red]overflows[/] at {len(saf['sites_over_fp16'])} sites"
+    if nf["overflowed"]:
+        fp16 = "[red]not safe[/]: nonfinite values appeared"
+    elif saf["fp16_safe"]:
+        fp16 = "[green]safe[/]"
+    else:
+        fp16 = f"[red]overflows[/] at {len(saf['sites_over_fp16'])} sites"
     con.print(f"  fp16 (max 65,504): {fp16}; headroom x{fmt(saf['fp16_headroom'], 3)}")
     con.print(
         f"  sites over FP8 E4M3 448 (unscaled): {saf['sites_over_fp8_e4m3']}; over E5M2 57,344: {saf['sites_over_fp8_e5m2']}"
     )
-    if nf["overflowed"]:
-        con.print(
-            f"  [red]nonfinite values[/]: nan {nf['nan']}, +inf {nf['posinf']}, -inf {nf['neginf']}; first at "
-            f"{nf['first_site']}. Measure in float32 or bfloat16."
-        )
     pt = mas["per_token_median"]
     lw = mas["layer_median"]
     bound = " (lower bound)" if pt["lower_bound"] else ""
