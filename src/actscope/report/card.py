@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from .. import __version__
-from .compare import fmt_m, human_params, location
+from .compare import fmt_m, fmt_pct, human_params, location
 from .rundata import RunView, massive_channels
 from .verdicts import FP8_E4M3, FP16_MAX, INT8, format_verdict, fp16_verdict
 
@@ -88,9 +88,12 @@ def card_markdown(view: RunView) -> str:
         ("fp16-safe", f"{_yes_no(f['fp16_safe'])} ({fp16_note})"),
         (
             "FP8-E4M3 per-tensor safe",
-            f"{_yes_no(fp8['safe'])} (worst SQNR {_db(fp8['worst_sqnr_db'])} over {fp8['scope']})",
+            f"{_yes_no(fp8['safe'])} ({_detail(fp8)})",
         ),
-        ("INT8 per-tensor safe", _yes_no(f["int8_per_tensor_safe"])),
+        (
+            "INT8 per-tensor safe",
+            f"{_yes_no(f['int8_per_tensor_safe'])} ({_detail(format_verdict(view, INT8))})",
+        ),
         ("massive-activation channels (residual)", channels),
     ]
     lines = [
@@ -118,3 +121,10 @@ def card_markdown(view: RunView) -> str:
 
 def _db(v) -> str:
     return "inf dB" if v is None else f"{v:.1f} dB"
+
+
+def _detail(v: dict) -> str:
+    """Worst SQNR and the largest fraction of values rounding to zero, over the verdict's scope."""
+    zero = v["max_zero_fraction"]
+    zero_text = f"; up to {fmt_pct(zero)} of values round to 0" if zero else ""
+    return f"{v['scope']}: worst SQNR {_db(v['worst_sqnr_db'])}{zero_text}"

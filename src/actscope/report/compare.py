@@ -178,6 +178,17 @@ def fmt_m(v) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 
+def fmt_pct(v) -> str:
+    """A fraction as a percentage that never rounds a near-total up to 100% (or a trace down to 0%)."""
+    if v is None:
+        return "-"
+    if 0.999 < v < 1:
+        return ">99.9%"
+    if 0 < v < 1e-5:
+        return "<0.001%"
+    return f"{100 * v:.3g}%"
+
+
 def _columns(result: dict) -> list[str]:
     cols = list(COLUMNS)
     if result["published"]:

@@ -19,6 +19,7 @@ import numpy as np
 from .. import __version__
 from ..stats import histogram as H
 from . import compare, plots
+from .compare import fmt_pct
 from .quantview import quant_context
 from .rundata import RunView, massive_channels, split_context
 from .verdicts import FORMATS, hist_error, verdicts
@@ -264,10 +265,6 @@ def fmt_num(v, digits: int = 4) -> str:
             return f"{v:.3e}"
         return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.{digits}g}"
     return str(v)
-
-
-def fmt_pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.3g}%"
 
 
 def fmt_db(v) -> str:
