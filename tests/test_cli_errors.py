@@ -107,3 +107,68 @@ def test_show_on_a_non_run(tmp_path):
 def test_unknown_site_selector(tmp_path, corpus_file):
     r = actscope("measure", "--corpus", str(corpus_file), "--sites", "bogus", "-o", str(tmp_path / "o"))
     assert_clean_error(r, "bogus")
+
+
+def test_zero_or_negative_limit(tmp_path, corpus_file):
+    for n in ("0", "-3"):
+        r = actscope("measure", "--corpus", str(corpus_file), "--limit", n, "-o", str(tmp_path / "o"))
+        assert_clean_error(r, "--limit")
+    assert not (tmp_path / "o").exists()
+
+
+def test_sites_matching_nothing(tmp_path, corpus_file):
+    r = actscope("measure", "smollm2-135m", "--corpus", str(corpus_file), "--sites", "layers.999.*", "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "matches no site")
+    assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_model_that_is_not_a_causal_lm(tmp_path, corpus_file):
+    from transformers import AutoConfig
+
+    d = tmp_path / "bert"
+    AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(d)
+    (d / "model.safetensors").write_bytes(b"")
+    r = actscope("measure", str(d), "--corpus", str(corpus_file), "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "causal")
+
+
+def test_tokenizer_without_the_model(tmp_path, corpus_file):
+    from tinylm import char_tokenizer
+
+    d = tmp_path / "tok-only"
+    char_tokenizer().save_pretrained(d)
+    r = actscope("measure", str(d), "--corpus", str(corpus_file), "-o", str(tmp_path / "o"))
+    assert_clean_error(r, str(d))
+
+
+def test_corpus_with_invalid_utf8(tmp_path):
+    c = tmp_path / "latin1.jsonl"
+    c.write_bytes('{"text": "caf\xe9"}\n'.encode("latin-1"))
+    r = actscope("measure", "--corpus", str(c), "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "UTF-8")
+
+
+def test_non_jsonl_file_given_as_jsonl(tmp_path):
+    c = tmp_path / "notes.jsonl"
+    c.write_text("just some prose, not JSON\n")
+    r = actscope("measure", "--corpus", str(c), "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "notes.jsonl")
+
+
+def test_run_directory_from_a_newer_schema(tmp_path):
+    (tmp_path / "run.json").write_text('{"schema_version": 99}')
+    r = actscope("show", str(tmp_path))
+    assert_clean_error(r, "99", "upgrade")
+
+
+def test_pickled_weights_refused_by_default(tmp_path, corpus_file):
+    import torch
+    from tinylm import char_tokenizer, tiny_model
+
+    d = tmp_path / "pickled"
+    m = tiny_model("llama")
+    m.config.save_pretrained(d)
+    torch.save(m.state_dict(), d / "pytorch_model.bin")
+    char_tokenizer().save_pretrained(d)
+    r = actscope("measure", str(d), "--corpus", str(corpus_file), "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "--allow-pickle")

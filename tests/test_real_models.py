@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import tiny_corpus
+from tinylm import tiny_corpus
 
 from actscope.config import MeasureConfig
 from actscope.hooks import HookSet

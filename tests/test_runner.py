@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import tiny_corpus, tiny_loaded
+from tinylm import tiny_corpus, tiny_loaded
 
 from actscope.adapters import discover_sites
 from actscope.config import MeasureConfig

@@ -12,7 +12,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import TEXTS, char_tokenizer, tiny_model
+from tinylm import TEXTS, char_tokenizer, tiny_model
 
 from actscope.config import MeasureConfig
 from actscope.merge import merge_runs
