@@ -113,3 +113,14 @@ def test_padded_run_matches_unpadded_run(tmp_path):
         assert ra[name]["elements"] == rb[name]["elements"]
         assert ra[name]["absmax"] == pytest.approx(rb[name]["absmax"], rel=1e-5)
         assert ra[name]["rms"] == pytest.approx(rb[name]["rms"], rel=1e-5)
+
+
+def test_moe_summary_reports_expert_load(tmp_path):
+    loaded = tiny_loaded("qwen3_moe", num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)
+    out = measure(MeasureConfig(out=str(tmp_path / "moe"), progress=False), loaded=loaded, corpus=tiny_corpus())
+    man = json.loads((out / "run.json").read_text())
+    ex = man["summary"]["experts"]
+    assert len(ex["load"]) == 2  # one routing site per MoE layer
+    for counts in ex["load"].values():
+        assert sum(counts) == man["tokens"]["measured"] * 2  # every real token goes to top_k = 2 experts
+    assert set(ex["idle"]) == set(ex["load"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import logging
 import sys
 
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("actscope: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `actscope card RUN | head`: the reader left; not an error
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (silence the flush at exit)
+        return 0
 
 
 if __name__ == "__main__":

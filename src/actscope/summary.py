@@ -189,6 +189,7 @@ def summarize(rows, topk, sample_max, corpus, acc, manifest) -> dict:
         "massive": _massive_summary(hooked, acc),
         "outlier_features": _outlier_features(acc, manifest),
         "per_layer": _per_layer(hooked),
+        "experts": _expert_load(acc, manifest),
         "domains": analysis.domain_maxima(all_max, domains),
         "bootstrap": analysis.bootstrap_m(all_max, analysis.bootstrap_sizes(int((all_max >= 0).sum()))),
         "quantile_rel_error": H.REL_ERROR,
@@ -246,6 +247,17 @@ def _outlier_features(acc, manifest) -> dict:
         "site_kind": "linear_input",
         "criterion": f"|a| >= {OUTLIER_ABS:g} in >= 6% of tokens in >= 25% of layers (inputs of width {hidden})",
     }
+
+
+def _expert_load(acc, manifest) -> dict | None:
+    """MoE: tokens routed to each expert per layer, and experts that got none (their
+    ranges were never observed: a known calibration failure of quantization tools).
+    Routing sites hold a 0/1 row per real token, so per-channel sums of x^2 are counts."""
+    routing = [s["name"] for s in manifest["sites"] if s["kind"] == "routing" and not s["alias_of"]]
+    if not routing:
+        return None
+    load = {n: [round(v) for v in acc.stat(n, "moments").ch_s2.cpu().tolist()] for n in routing}
+    return {"load": load, "idle": {n: [e for e, c in enumerate(v) if c == 0] for n, v in load.items()}}
 
 
 def _per_layer(hooked) -> dict[str, list[list]]:

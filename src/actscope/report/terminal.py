@@ -94,6 +94,13 @@ def _safety(con: Console, s: dict) -> None:
         f"  massive activations ({mas['criterion']}): {pt['elements']:,} elements in {pt['tokens']:,} token-sites "
         f"with the per-token median{bound}; {lw['elements_lo']:,}-{lw['elements_hi']:,} with the layer-wide median"
     )
+    ex = s.get("experts")
+    if ex:
+        idle = {k: v for k, v in ex["idle"].items() if v}
+        con.print(
+            f"  MoE routing: {len(ex['load'])} layers; experts that received no token: "
+            + ("; ".join(f"{k}: {v}" for k, v in idle.items()) if idle else "none")
+        )
     of = s["outlier_features"]
     chans = of["channels"]
     more = f" (+{len(chans) - 16} more)" if len(chans) > 16 else ""
