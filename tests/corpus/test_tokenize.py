@@ -1,0 +1,92 @@
+"""Family-specific tokenization: BOS policies on both real tokenizers, truncation and windows."""
+
+from __future__ import annotations
+
+import pytest
+from tinylm import char_tokenizer, tiny_corpus
+
+from actscope.corpus import Corpus, Sample, TokenizeConfig, make_batches, tokenize_corpus
+from actscope.corpus.batching import padding_fraction
+from actscope.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def real_tokenizers():
+    from actscope.models import load_tokenizer
+
+    return {"gemma": load_tokenizer("gemma-3-270m"), "smollm": load_tokenizer("smollm2-135m")}
+
+
+ONE = Corpus("one", (Sample("a", "news", "t", "The committee met on Tuesday."),))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "which,policy,starts_with_bos",
+    [
+        ("gemma", "auto", True),  # Gemma's tokenizer adds <bos> by default
+        ("gemma", "always", True),
+        ("gemma", "never", False),
+        ("smollm", "auto", False),  # SmolLM2's adds none
+        ("smollm", "always", True),
+        ("smollm", "never", False),
+    ],
+)
+def test_bos_policy_on_real_tokenizers(real_tokenizers, which, policy, starts_with_bos):
+    tok = real_tokenizers[which]
+    (seq,) = tokenize_corpus(ONE, tok, TokenizeConfig(bos=policy))
+    assert (seq.ids[0] == tok.bos_token_id) is starts_with_bos
+    assert seq.ids.count(tok.bos_token_id) == int(starts_with_bos)  # never doubled
+    plain = tok("The committee met on Tuesday.", add_special_tokens=False)["input_ids"]
+    assert list(seq.ids[int(starts_with_bos) :]) == plain
+
+
+@pytest.mark.slow
+def test_chat_template_wraps_a_user_turn(real_tokenizers):
+    tok = real_tokenizers["smollm"]
+    (seq,) = tokenize_corpus(ONE, tok, TokenizeConfig(chat_template=True))
+    text = tok.decode(list(seq.ids))
+    assert "user" in text and "The committee met on Tuesday." in text and len(seq.ids) > 8
+
+
+def long_corpus():
+    return Corpus("long", tuple(Sample(f"s{i}", "d", "t", "abcdefghij" * (i + 1)) for i in range(6)))
+
+
+def test_truncate_keeps_a_prefix():
+    tok = char_tokenizer()
+    seqs = tokenize_corpus(long_corpus(), tok, TokenizeConfig(max_length=16))
+    assert [len(s.ids) for s in seqs] == [11, 16, 16, 16, 16, 16]
+    full = tok(long_corpus().samples[3].text)["input_ids"]
+    assert list(seqs[3].ids) == full[:16]
+
+
+def test_windows_keep_every_token_exactly_once():
+    tok = char_tokenizer()
+    seqs = tokenize_corpus(long_corpus(), tok, TokenizeConfig(max_length=16, overflow="window"))
+    for i, s in enumerate(long_corpus().samples):
+        full = tok(s.text)["input_ids"]
+        parts = [q for q in seqs if q.sample == i]
+        assert [q.offset for q in parts] == list(range(0, len(full), 16))
+        assert [t for q in parts for t in q.ids] == full
+        assert all(len(q.ids) <= 16 for q in parts)
+
+
+def test_batches_respect_the_budget_and_cover_every_sequence():
+    tok = char_tokenizer()
+    seqs = tokenize_corpus(tiny_corpus(8), tok, TokenizeConfig())
+    batches = make_batches(seqs, token_budget=120, max_batch=3, pad_id=tok.pad_token_id)
+    assert sum(b.n_tokens for b in batches) == sum(len(s.ids) for s in seqs)
+    assert sorted(x for b in batches for x in b.sample.tolist()) == list(range(8))
+    for b in batches:
+        B, S = b.input_ids.shape
+        assert B <= 3 and (B * S <= 120 or B == 1)
+        assert int(b.attention_mask.sum()) == b.n_tokens
+    assert 0 <= padding_fraction(batches) < 0.5
+
+
+def test_bad_tokenize_options():
+    with pytest.raises(UserError, match="--bos"):
+        TokenizeConfig(bos="sometimes")
+    with pytest.raises(UserError, match="max-length"):
+        TokenizeConfig(max_length=1)
