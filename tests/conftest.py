@@ -7,6 +7,7 @@ SmolLM2 135M) are loaded by the `slow` tests.
 from __future__ import annotations
 
 import pytest
+
 from tinylm import char_tokenizer
 
 

@@ -163,6 +163,7 @@ def test_run_directory_from_a_newer_schema(tmp_path):
 
 def test_pickled_weights_refused_by_default(tmp_path, corpus_file):
     import torch
+
     from tinylm import char_tokenizer, tiny_model
 
     d = tmp_path / "pickled"

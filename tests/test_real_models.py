@@ -7,11 +7,11 @@ import json
 import pyarrow.parquet as pq
 import pytest
 import torch
-from tinylm import tiny_corpus
 
 from actscope.config import MeasureConfig
 from actscope.hooks import HookSet
 from actscope.runner import measure
+from tinylm import tiny_corpus
 
 pytestmark = pytest.mark.slow
 

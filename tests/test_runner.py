@@ -7,12 +7,12 @@ import json
 import pyarrow.parquet as pq
 import pytest
 import torch
-from tinylm import tiny_corpus, tiny_loaded
 
 from actscope.adapters import discover_sites
 from actscope.config import MeasureConfig
 from actscope.hooks import HookSet
 from actscope.runner import measure
+from tinylm import tiny_corpus, tiny_loaded
 
 
 def run_tiny(tmp_path, model_type="llama", **cfg):
@@ -64,14 +64,14 @@ def test_measuring_leaves_logits_unchanged():
     with torch.no_grad():
         ref = loaded.model(input_ids=ids).logits
         plan = discover_sites(loaded.model)
-        from actscope.stats.accumulator import Accumulator
         from actscope.probe import probe_sites
+        from actscope.stats.accumulator import Accumulator
 
         probe = probe_sites(loaded.model, plan.bindings, ids, torch.ones_like(ids))
         acc = Accumulator(probe.channels, 2, "cpu", ("extrema", "moments", "histogram", "topk", "massive", "samples"))
-        from actscope.runner import batch_context
         from actscope.corpus import make_batches
         from actscope.corpus.tokenize import Sequence
+        from actscope.runner import batch_context
 
         batch = make_batches([Sequence(0, 0, tuple(ids[0].tolist())), Sequence(1, 0, tuple(ids[1].tolist()))])[0]
         with HookSet(loaded.model, probe.bindings, acc.update):

@@ -12,11 +12,11 @@ import time
 import pyarrow.parquet as pq
 import pytest
 import torch
-from tinylm import TEXTS, char_tokenizer, tiny_model
 
 from actscope.config import MeasureConfig
 from actscope.merge import merge_runs
 from actscope.runner import measure
+from tinylm import TEXTS, char_tokenizer, tiny_model
 
 
 @pytest.fixture(scope="module")

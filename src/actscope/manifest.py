@@ -39,7 +39,7 @@ def build_manifest(cfg, loaded, corpus, tcfg, plan, probe, seqs, device) -> dict
         "max_batch": cfg.max_batch,
         "statistics": list(cfg.statistics),
         "sites": cfg.sites,
-        
+
         "limit": cfg.limit,
     }
     fingerprint = hashlib.sha256(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from tinylm import char_tokenizer, tiny_corpus
 
 from actscope.corpus import Corpus, Sample, TokenizeConfig, make_batches, tokenize_corpus
 from actscope.corpus.batching import padding_fraction
 from actscope.errors import UserError
+from tinylm import char_tokenizer, tiny_corpus
 
 
 @pytest.fixture(scope="module")

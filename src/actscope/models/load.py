@@ -9,7 +9,6 @@ only when asked. Nothing here touches the network or the environment.
 
 from __future__ import annotations
 
-
 import difflib
 import hashlib
 import re
