@@ -93,6 +93,21 @@ def test_manifest_and_tables(tmp_path):
     best = max(top, key=lambda r: r["absval"])
     assert best["absval"] == s["M"] and best["site"] == s["location"]["site"]
     assert s["location"]["token_text"] == best["token_text"]
+    assert set(s["domains_by_kind"]["residual"]) == set(s["domains"])
+    assert max(s["domains"].values()) == s["M"]
+
+
+def test_show_prints_the_peak_and_domains(tmp_path, capsys):
+    from actscope.cli import main
+
+    _, out = run_tiny(tmp_path)
+    assert main(["show", str(out)]) == 0
+    text = capsys.readouterr().out
+    man = json.loads((out / "run.json").read_text())
+    loc = man["summary"]["location"]
+    assert loc["site"] in text and loc["sample_id"] in text and "per domain" in text and "bootstrap" in text
+    assert main(["show", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["M"] == man["summary"]["M"]
 
 
 def test_padded_run_matches_unpadded_run(tmp_path):

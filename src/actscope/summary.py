@@ -191,6 +191,7 @@ def summarize(rows, topk, sample_max, corpus, acc, manifest) -> dict:
         "per_layer": _per_layer(hooked),
         "experts": _expert_load(acc, manifest),
         "domains": analysis.domain_maxima(all_max, domains),
+        "domains_by_kind": _domains_by_kind(sample_max, domains, manifest),
         "bootstrap": analysis.bootstrap_m(all_max, analysis.bootstrap_sizes(int((all_max >= 0).sum()))),
         "quantile_rel_error": H.REL_ERROR,
     }
@@ -247,6 +248,16 @@ def _outlier_features(acc, manifest) -> dict:
         "site_kind": "linear_input",
         "criterion": f"|a| >= {OUTLIER_ABS:g} in >= 6% of tokens in >= 25% of layers (inputs of width {hidden})",
     }
+
+
+def _domains_by_kind(sample_max: dict[str, np.ndarray], domains: list[str], manifest) -> dict[str, dict[str, float]]:
+    """kind -> domain -> max|a| over that kind's sites and the domain's samples."""
+    kinds = {s["name"]: s["kind"] for s in manifest["sites"]}
+    by_kind: dict[str, np.ndarray] = {}
+    for name, v in sample_max.items():
+        k = kinds[name]
+        by_kind[k] = np.maximum(by_kind[k], v) if k in by_kind else v
+    return {k: analysis.domain_maxima(v, domains) for k, v in by_kind.items()}
 
 
 def _expert_load(acc, manifest) -> dict | None:

@@ -137,11 +137,15 @@ def _per_kind(con: Console, run, manifest: dict) -> None:
 
 def _domains(con: Console, s: dict) -> None:
     if s.get("domains"):
-        t = Table(title="peak max|a| per domain")
+        by_kind = s.get("domains_by_kind") or {}
+        kinds = [k for k in ("residual", "attention", "mlp", "linear_input", "norm") if k in by_kind]
+        t = Table(title="peak max|a| per domain (all sites, and by site kind)")
         t.add_column("domain")
-        t.add_column("max|a|", justify="right")
+        t.add_column("all sites", justify="right")
+        for k in kinds:
+            t.add_column(k, justify="right")
         for d, v in sorted(s["domains"].items(), key=lambda kv: -kv[1]):
-            t.add_row(d, fmt(v, 6))
+            t.add_row(d, fmt(v, 6), *(fmt(by_kind[k].get(d), 4) for k in kinds))
         con.print(t)
     for b in s.get("bootstrap", []):
         con.print(
