@@ -143,8 +143,6 @@ def cmd_quant(a) -> int:
 
 
 def _compare(runs: list[str], out: str, as_json: bool) -> None:
-    from rich.console import Console
-
     from .quant.compare import across_runs, per_model_peaks, pooled_rows, write_compare
     from .quant.report import print_correlations
 
@@ -154,7 +152,6 @@ def _compare(runs: list[str], out: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"runs": runs, "correlation": corr, "peaks": peaks}, indent=2, default=str))
         return
-    con = Console()
     print_correlations(
-        corr, con, title=f"correlation with SQNR, sites of {len(runs)} runs pooled (saved in {path})"
+        corr, None, title=f"correlation with SQNR, sites of {len(runs)} runs pooled (saved in {path})"
     )

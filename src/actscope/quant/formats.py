@@ -84,7 +84,9 @@ class BlockFormat:
       MXFP4 (OCP MX v1.0): block 32, scale E8M0 = a power of two, 2**(floor(log2 amax) - 2);
                            elements above 6 x scale saturate (the spec's known clipping).
       NVFP4: block 16, scale FP8 E4M3 of amax / 6, times a per-tensor fp32 scale
-             (amax_calibration / (6 x 448)) that keeps block scales in E4M3 range.
+             (amax_calibration / (6 x 448)) that keeps block scales in E4M3 range;
+             the block scale rounds to nearest, so a block's largest element can
+             saturate by up to ~6% (counted as clipping).
     """
 
     name: str

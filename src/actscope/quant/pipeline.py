@@ -173,6 +173,14 @@ def _end_to_end(cfg, model, data, probe, quantizers, schemes, rows, has_linear: 
         results = evaluate_e2e(model, data["e2e"], maps)
     e2e = {k: v for k, v in results.items() if " " not in k}  # float and whole-model schemes
     rec = recommend(cands, lambda c: results[_key(c)], cfg.budget) if cfg.recommend else None
+    others = {k: v for k, v in results.items() if k != "float"}
+    if rec is not None and rec["scheme"] is None and others:  # what came closest, for the user to weigh
+        best = min(others, key=lambda k: others[k]["ppl_change_pct"])
+        rec["closest"] = {
+            "scheme": best,
+            "ppl_change_pct": others[best]["ppl_change_pct"],
+            "kl": others[best]["kl"],
+        }
     return e2e, rec
 
 

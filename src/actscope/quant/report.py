@@ -25,27 +25,45 @@ def _f(v, digits: int = 1, pct: bool = False) -> str:
     return f"{v:+.{digits}f}" if digits == 2 else f"{v:.{digits}f}"
 
 
+def _console(console: Console | None) -> Console:
+    """Rich assumes 80 columns when stdout is not a terminal (pipes, logs): give tables room."""
+    if console is not None:
+        return console
+    con = Console()
+    return con if con.is_terminal else Console(width=160)
+
+
+def _short(site: str | None) -> str:
+    """layers.9.mlp.down_proj.in -> 9.mlp.down_proj"""
+    if not site:
+        return "-"
+    return site.removeprefix("layers.").removesuffix(".in").removesuffix(".out")
+
+
 def print_quant(out, section: dict, console: Console | None = None) -> None:
-    con = console or Console()
-    tok = section["tokens"]
+    con = _console(console)
+    tok, split = section["tokens"], section["split"]
     con.print(
-        f"[bold]actscope quant[/] [cyan]{out}[/]: calibrated on {len(section['split']['calibration'])} samples ({tok['calibration']:,} tokens), evaluated on {len(section['split']['evaluation'])} held-out samples ({tok['evaluation']:,} tokens)"
+        f"[bold]actscope quant[/] [cyan]{out}[/]: calibrated on {len(split['calibration'])} samples "
+        f"({tok['calibration']:,} tokens), evaluated on {len(split['evaluation'])} held-out samples ({tok['evaluation']:,} tokens)"
     )
     schemes = section["schemes"]
+    floor = section["settings"]["budget"]["min_sqnr_db"]
     peak = next(iter(schemes.values()))["peak_residual_site"]
-    t = Table(title=f"SQNR (dB) on held-out tokens; peak residual site {peak}", show_lines=False)
-    for col in (
+    t = Table(title=f"SQNR dB on held-out tokens (peak residual site {peak}); end to end on linear inputs")
+    cols = (
         "scheme",
         "bits",
         "peak resid",
         "clip@peak",
-        "lin min",
-        "lin median",
-        "below floor",
+        "linear min",
+        "linear median",
+        f"<{floor:g} dB",
         "worst linear input",
         "ppl change",
         "KL",
-    ):
+    )
+    for col in cols:
         t.add_column(col, justify="left" if col in ("scheme", "worst linear input") else "right")
     for name, s in schemes.items():
         e = s.get("e2e") or {}
@@ -57,7 +75,7 @@ def print_quant(out, section: dict, console: Console | None = None) -> None:
             _f(s["linear_min_sqnr_db"]),
             _f(s["linear_median_sqnr_db"]),
             f"{s['linear_below_budget']}/{s['linear_sites']}",
-            s["linear_worst_site"] or "-",
+            _short(s["linear_worst_site"]),
             _f(e.get("ppl_change_pct"), 2) + ("%" if e else ""),
             f"{e['kl']:.2e}" if e else "-",
         )
@@ -69,6 +87,7 @@ def print_quant(out, section: dict, console: Console | None = None) -> None:
 def print_correlations(
     corr: list[dict], con: Console, group: str = "scheme", title: str = "correlation with SQNR across sites"
 ) -> None:
+    con = _console(con)
     t = Table(title=title)
     for col in (group, "sites", "feature", "n", "pearson", "spearman"):
         t.add_column(col, justify="right" if col in ("n", "pearson", "spearman") else "left")
@@ -91,6 +110,11 @@ def print_recommendation(rec: dict | None, budget: dict, con: Console) -> None:
     floor = f"SQNR >= {budget['min_sqnr_db']:g} dB at every quantized linear input, perplexity +{budget['max_ppl_increase_pct']:g}% at most"
     if rec.get("scheme") is None:
         con.print(f"[red]no recommendation[/] within the budget ({floor}): {rec['reason']}")
+        if rec.get("closest"):
+            c = rec["closest"]
+            con.print(
+                f"closest end to end: {c['scheme']}, perplexity {c['ppl_change_pct']:+.2f}%, KL {c['kl']:.2e}"
+            )
         return
     keep = rec["keep_high_precision"]
     kept = f"; keep in 16 bits: {', '.join(keep)}" if keep else ""
