@@ -70,6 +70,16 @@ def register(sub) -> None:
     _add_budget_args(q, b)
     q.set_defaults(handler=cmd_quant)
 
+    c = sub.add_parser(
+        "quant-compare", help="correlate max|a| with SQNR over the quant results of several runs"
+    )
+    c.add_argument("runs", nargs="+", metavar="RUN", help="run directories that hold quant results")
+    c.add_argument(
+        "--out", "-o", default="runs/quant-compare", help="where the pooled correlation is written"
+    )
+    c.add_argument("--json", action="store_true", help="print it as JSON")
+    c.set_defaults(handler=lambda a: _compare(a.runs, a.out, a.json) or 0)
+
 
 def _add_budget_args(q, b) -> None:
     """The user's budget for the recommendation (recommend.Budget)."""
@@ -144,7 +154,7 @@ def cmd_quant(a) -> int:
 
 def _compare(runs: list[str], out: str, as_json: bool) -> None:
     from .quant.compare import across_runs, per_model_peaks, pooled_rows, write_compare
-    from .quant.report import print_correlations
+    from .quant.report import print_correlations, print_peaks
 
     rows = pooled_rows(runs)
     corr, peaks = across_runs(rows), per_model_peaks(rows)
@@ -152,6 +162,7 @@ def _compare(runs: list[str], out: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"runs": runs, "correlation": corr, "peaks": peaks}, indent=2, default=str))
         return
+    print_peaks(peaks)
     print_correlations(
         corr, None, title=f"correlation with SQNR, sites of {len(runs)} runs pooled (saved in {path})"
     )

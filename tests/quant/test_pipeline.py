@@ -154,3 +154,6 @@ def test_cli_adds_to_a_run_and_pools_runs(run, tmp_path, monkeypatch, capsys, ti
     assert {p["model"] for p in doc["peaks"]} == {"tiny-llama", "tiny-llama-copy"}
     assert read_table(tmp_path / "cmp", "quant_compare").num_rows > 0
     assert "correlation" in capsys.readouterr().out
+    assert main(["quant-compare", str(target), str(other), "--out", str(tmp_path / "cmp2")]) == 0
+    assert (tmp_path / "cmp2" / "quant_compare.json").exists()
+    assert main(["quant-compare", str(tmp_path / "nothing")]) == 2

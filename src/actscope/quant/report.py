@@ -122,3 +122,21 @@ def print_recommendation(rec: dict | None, budget: dict, con: Console) -> None:
     con.print(
         f"[green]recommended[/] {rec['scheme']} ({rec['mean_bits']:.2f} bits per linear-input element{kept}): perplexity {e['ppl_change_pct']:+.2f}%, KL {e['kl']:.2e} ({floor})"
     )
+
+
+def print_peaks(peaks: list[dict], con: Console | None = None) -> None:
+    """One row per model: the peak residual site's max|a| and its SQNR under the shown schemes."""
+    con = _console(con)
+    t = Table(title="peak residual site per model (the paper's one point per model)")
+    for col in ("model", "site", "max|a|", *SHOWN_CORR):
+        t.add_column(col, justify="left" if col in ("model", "site") else "right")
+    for model in sorted({p["model"] for p in peaks}):
+        mine = {p["scheme"]: p for p in peaks if p["model"] == model}
+        first = next(iter(mine.values()))
+        t.add_row(
+            model,
+            first["site"],
+            f"{first['absmax']:.4g}",
+            *(_f(mine[s]["sqnr_db"]) if s in mine else "-" for s in SHOWN_CORR),
+        )
+    con.print(t)
