@@ -115,7 +115,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, smollm):
     """A real model, killed with SIGKILL at a random batch, resumed: same results."""
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("\n".join(json.dumps({"text": t * 4, "id": f"s{i}"}) for i, t in enumerate(TEXTS * 2)) + "\n")
-    args = ["measure", "smollm2-135m", "--corpus", str(corpus), "--max-batch", "1", "--checkpoint-every", "1", "--no-progress"]
+    args = ["measure", "smollm2-135m", "--corpus", str(corpus), "--max-batch", "1", "--checkpoint-every", "1",
+            "--sites", "residual,mlp,linear_input", "--no-progress"]  # fmt: skip
     full = run_cli(*args, "-o", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr[-3000:]
 
