@@ -161,6 +161,17 @@ def cmd_show(a) -> int:
     from .results import read_manifest
 
     manifest = read_manifest(a.run)
+    if "summary" not in manifest:
+        from .errors import RunDirError
+
+        status = manifest.get("status")
+        hint = (
+            "it holds quantization results only; run `actscope measure` into it for a summary"
+            if status == "quant-only"
+            else "finish it with `actscope measure --resume`"
+        )
+        if not a.json:
+            raise RunDirError(f"{a.run} has no measurement summary (status {status})", hint)
     if a.json:
         print(json.dumps({"status": manifest.get("status"), **manifest.get("summary", {})}, indent=2))
         return 0
