@@ -1,7 +1,10 @@
 """Streaming, mergeable statistics, masked for padding.
 
 Each statistic is a small class (base.Statistic): update(view) from hooks,
-merge(other), state_dict() / load_state_dict(), result().
+merge(other), state_dict() / load_state_dict(), result(). The heavy work of a
+batch, one pass over every element of a site, happens once per site in
+kernels.py (a C kernel on the CPU, torch elsewhere); update() folds the few
+partials a statistic needs into its state.
 """
 
 from ..registry import Registry

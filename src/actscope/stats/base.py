@@ -14,6 +14,8 @@ from functools import cached_property
 
 import torch
 
+from .kernels import Partials, site_partials
+
 REDUCE = {"sum": torch.add, "max": torch.maximum, "min": torch.minimum}
 
 
@@ -35,37 +37,64 @@ class BatchContext:
     def n_rows(self) -> int:
         return self.sample.shape[0]
 
+    @cached_property
+    def rank(self) -> torch.Tensor:
+        """(N,) int64 place of each row in (sample, pos) order: the tie-break of top-k."""
+        order = torch.argsort(self.pos, stable=True)
+        order = order[torch.argsort(self.sample[order], stable=True)]
+        return torch.empty_like(order).index_copy_(0, order, torch.arange(len(order), device=order.device))
+
+    @cached_property
+    def keep(self) -> torch.Tensor | None:
+        """(B*S,) uint8, 1 = real token; None without padding (kernels skip masking then)."""
+        if self.rows is None:
+            return None
+        keep = torch.zeros(self.batch * self.seq, dtype=torch.uint8, device=self.rows.device)
+        return keep.index_fill_(0, self.rows, 1)
+
 
 class SiteView:
-    """One site's activations for one batch as (N, C) rows of real tokens, with
-    the per-token reductions that several statistics share (computed once)."""
+    """One site's activations for one batch, and the partials every statistic folds.
+
+    `full` is the (B*S, C) view of the hooked tensor, padding rows included (no
+    copy); `p` holds the fused per-batch partials (kernels.py), computed on first
+    use and shared by all statistics. `raw` / `x` drop padding with a copy and are
+    kept for users that need the rows themselves (quantization error sums).
+    """
 
     def __init__(self, x: torch.Tensor, ctx: BatchContext):
         # (B, S, ...) and tokens-first (B*S, ...) layouts (router logits) -> (B*S, C);
         # the probe forward checked that every hooked site has one of these layouts.
-        x = x.reshape(ctx.batch * ctx.seq, -1)
-        if ctx.rows is not None:
-            x = x.index_select(0, ctx.rows)  # drop padding: (N, C)
-        self.raw = x  # model dtype, for exact extremes and histogram bits
+        self.full = x.reshape(ctx.batch * ctx.seq, -1)
         self.ctx = ctx
 
     @cached_property
-    def x(self) -> torch.Tensor:
-        """float32 rows for sums (bf16/fp16 models are upcast once per site)."""
-        return self.raw if self.raw.dtype == torch.float32 else self.raw.float()
+    def p(self) -> Partials:
+        return site_partials(self.full, self.ctx.keep)
+
+    def real(self, t: torch.Tensor) -> torch.Tensor:
+        """Rows of a (B*S, ...) tensor that are real tokens: (N, ...)."""
+        return t if self.ctx.rows is None else t.index_select(0, self.ctx.rows)
+
+    def flat(self, i: torch.Tensor) -> torch.Tensor:
+        """Indices into real rows -> indices into the B*S rows of `full`."""
+        return i if self.ctx.rows is None else self.ctx.rows.index_select(0, i)
 
     @cached_property
-    def tok_minmax(self) -> tuple[torch.Tensor, torch.Tensor]:
-        mn, mx = torch.aminmax(self.raw, dim=1)
-        return mn.float(), mx.float()
+    def raw(self) -> torch.Tensor:
+        """(N, C) real rows in the model dtype (a copy when the batch has padding)."""
+        return self.real(self.full)
+
+    @cached_property
+    def x(self) -> torch.Tensor:
+        """float32 real rows (bf16/fp16 models are upcast once per site)."""
+        return self.raw if self.raw.dtype == torch.float32 else self.raw.float()
 
     @cached_property
     def tok_abs(self) -> torch.Tensor:
         """(N,) max|a| of each token; -1 where the token holds inf or nan, so that
         extremes, top-k and per-sample maxima are over finite values only."""
-        mn, mx = self.tok_minmax
-        a = torch.maximum(mx, -mn)
-        return torch.where(torch.isfinite(a), a, torch.full_like(a, -1.0))
+        return self.real(self.p.tok_abs)
 
 
 class Statistic:

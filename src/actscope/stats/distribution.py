@@ -20,12 +20,12 @@ class Histogram(Statistic):
         self.hist = torch.zeros(H.N_BINS, dtype=torch.int64, device=device)
 
     def update(self, v: SiteView) -> None:
-        self.hist += H.histogram(v.raw)
+        self.hist += v.p.hist
 
     def result(self) -> dict:
         h = self.hist.cpu().numpy()
         out = {f"q{q:g}": val for q, val in zip(QUANTILES, H.quantiles(h, QUANTILES))}
         out.update(H.nonfinite_counts(h))
-        for t, (lo, hi) in H.fraction_above(h, THRESHOLDS).items():
+        for t, (_lo, hi) in H.fraction_above(h, THRESHOLDS).items():
             out[f"frac_ge_{t:g}"] = hi  # upper bound; the lower differs only by the bin holding t
         return out

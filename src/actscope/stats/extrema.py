@@ -29,15 +29,15 @@ class Extrema(Statistic):
         self.ch_absmax = torch.zeros(channels, dtype=torch.float32, **z)
 
     def update(self, v: SiteView) -> None:
-        n, c = v.raw.shape
+        p = v.p
+        n, c = v.ctx.n_rows, v.full.shape[1]
         self.elements += n * c
         self.tokens += n
-        mn, mx = v.tok_minmax
-        # Finite extremes: tokens that hold inf/nan are excluded here and counted by the histogram.
-        self.min = torch.minimum(self.min, torch.where(torch.isfinite(mn), mn, math.inf).amin().double())
-        self.max = torch.maximum(self.max, torch.where(torch.isfinite(mx), mx, -math.inf).amax().double())
-        ch_mn, ch_mx = torch.aminmax(v.raw, dim=0)
-        self.ch_absmax = torch.fmax(self.ch_absmax, torch.maximum(ch_mx.float(), -ch_mn.float()))
+        # Finite extremes over tokens whose min (max) is finite: a token holding nan is left
+        # out, inf and nan are counted by the histogram.
+        self.min = torch.minimum(self.min, p.sd[0])
+        self.max = torch.maximum(self.max, p.sd[1])
+        self.ch_absmax = torch.fmax(self.ch_absmax, p.ch_max)  # a channel's nan batch is skipped
 
     def result(self) -> dict:
         mn, mx = float(self.min), float(self.max)

@@ -18,11 +18,11 @@ import torch
 MANT_BITS = 5
 N_BINS = 1 << (9 + MANT_BITS)  # 16384: sign x 256 exponents x 32 mantissa steps
 HALF = N_BINS // 2  # bins [0, HALF) hold +values, [HALF, N_BINS) hold -values
-_SHIFT32 = 23 - MANT_BITS
+SHIFT32 = 23 - MANT_BITS
 _SHIFT16 = 7 - MANT_BITS
 # Relative error of a quantile read as the bin midpoint, for |a| >= 2**-126 (normal floats).
 REL_ERROR = 2.0**-MANT_BITS / (2 + 2.0**-MANT_BITS)
-INF_BIN = 0x7F800000 >> _SHIFT32  # |a| bin index of +-inf; larger indices are nan
+INF_BIN = 0x7F800000 >> SHIFT32  # |a| bin index of +-inf; larger indices are nan
 
 
 def bin_index(x: torch.Tensor) -> torch.Tensor:
@@ -31,7 +31,7 @@ def bin_index(x: torch.Tensor) -> torch.Tensor:
         return (x.view(torch.int16) >> _SHIFT16).to(torch.int32) & (N_BINS - 1)
     if x.dtype != torch.float32:
         x = x.float()
-    return (x.view(torch.int32) >> _SHIFT32) & (N_BINS - 1)
+    return (x.view(torch.int32) >> SHIFT32) & (N_BINS - 1)
 
 
 def histogram(x: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ def histogram(x: torch.Tensor) -> torch.Tensor:
 
 def _edges() -> np.ndarray:
     """Lower edge of each |a| bin (HALF + 1 values; the last is the inf bin's end)."""
-    bits = (np.arange(HALF + 1, dtype=np.uint64) << _SHIFT32).astype(np.uint32)
+    bits = (np.arange(HALF + 1, dtype=np.uint64) << SHIFT32).astype(np.uint32)
     bits = np.minimum(bits, 0x7F800000)  # the nan bins (and the end) get +inf as edge
     return bits.view(np.float32).astype(np.float64)
 

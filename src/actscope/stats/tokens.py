@@ -8,10 +8,11 @@ histogram at the end (results.py), because it needs the whole run's median.
 The per-token median costs a sort, so it is computed only where the test can
 pass. A token can hold a massive activation only if its max|a| > 100 and its
 (lower) median <= max|a| / 1000, i.e. at least (C-1)//2 + 1 of its elements are
-<= max|a| / 1000: one comparison pass finds these tokens exactly. The medians
-are then computed for up to CANDIDATES of them per batch (in practice: BOS and
-a few delimiter tokens); any beyond that are counted in `unchecked_tokens`, and
-when that is non-zero the counts are lower bounds and the output says so.
+<= max|a| / 1000: one comparison pass finds these tokens exactly (kernels.py).
+The native CPU kernel then takes the median of every such token (in practice
+BOS and a few delimiter tokens); the torch implementation of up to CANDIDATES
+of them per batch and counts any beyond in `unchecked_tokens`: when that is
+non-zero the counts are lower bounds and the output says so.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from __future__ import annotations
 import torch
 
 from .base import SiteView, Statistic
+from .kernels import CANDIDATES, MASSIVE_ABS, MASSIVE_RATIO, OUTLIER_ABS
 
-CANDIDATES = 64
-MASSIVE_ABS = 100.0
-MASSIVE_RATIO = 1000.0
-OUTLIER_ABS = 6.0  # LLM.int8() outlier-feature magnitude
+__all__ = ["CANDIDATES", "MASSIVE_ABS", "MASSIVE_RATIO", "OUTLIER_ABS", "Massive", "SampleMax"]
 
 
 class Massive(Statistic):
@@ -48,23 +47,14 @@ class Massive(Statistic):
         self.ch_ge6 = torch.zeros(channels, **i64)  # tokens with |a| >= 6 per channel
 
     def update(self, v: SiteView) -> None:
-        ta = v.tok_abs  # (N,)
-        a = v.raw.abs()  # (N, C)
-        need = (a.shape[1] - 1) // 2 + 1  # elements <= t needed for the lower median to be <= t
-        small = (a <= (ta / MASSIVE_RATIO)[:, None]).sum(1)  # (N,)
-        possible = (ta > MASSIVE_ABS) & (small >= need)
-        key = torch.where(possible, ta, torch.full_like(ta, -1.0))
-        cv, ci = key.topk(min(CANDIDATES, ta.shape[0]))
-        live = (cv >= 0)[:, None]
-        c = a.index_select(0, ci).float()  # (m, C) candidate tokens
-        med = c.median(dim=1).values  # lower median for even C
-        hit = (c > MASSIVE_ABS) & (c >= MASSIVE_RATIO * med[:, None]) & live  # (m, C)
-        self.massive_elements += hit.sum()
-        self.massive_tokens += hit.any(1).sum()
-        self.ch_massive += hit.sum(0)
-        self.tokens_over_100 += (ta > MASSIVE_ABS).sum()
-        self.unchecked_tokens += possible.sum() - live.sum()
-        self.ch_ge6 += (a >= OUTLIER_ABS).sum(0)
+        p = v.p
+        si = p.si  # rows > 100, candidates, massive elements, massive rows, unchecked
+        self.tokens_over_100 += si[0]
+        self.massive_elements += si[2]
+        self.massive_tokens += si[3]
+        self.unchecked_tokens += si[4]
+        self.ch_massive += p.ch_massive
+        self.ch_ge6 += p.ch_ge6
 
     def result(self) -> dict:
         return {

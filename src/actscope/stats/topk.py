@@ -25,6 +25,16 @@ def select_top(cols: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]
     return {f: t[order] for f, t in cols.items()}
 
 
+def batch_top(absval: torch.Tensor, rank: torch.Tensor, k: int) -> torch.Tensor:
+    """Rows of the k largest `absval` (>= -1), ties by ascending `rank` (the row's place in
+    (sample, pos) order): select_top's order from one top-k over a single int64 key,
+    (float bits + 1) * 2**32 + (2**32 - 1 - rank); the bits of a float >= 0 are monotonic."""
+    a = absval + 0.0  # -0.0 -> +0.0
+    hi = torch.where(a >= 0, a.view(torch.int32).long() + 1, 0)
+    key = hi * 2**32 + (2**32 - 1 - rank)
+    return key.topk(min(k, key.shape[0])).indices
+
+
 class TopK(Statistic):
     name = "topk"
     merge_rules = dict.fromkeys(_FIELDS, "topk")
@@ -46,16 +56,14 @@ class TopK(Statistic):
 
     def update(self, v: SiteView) -> None:
         ctx = v.ctx
-        row = torch.arange(ctx.n_rows, device=v.raw.device)
-        cand = select_top({"absval": v.tok_abs, "sample": ctx.sample, "pos": ctx.pos, "row": row}, self.k)
-        rows = cand["row"]  # (k,) indices into the view's rows
-        r = v.raw.index_select(0, rows)  # (k, C)
+        rows = batch_top(v.tok_abs, ctx.rank, self.k)  # (k,) indices into the view's rows
+        r = v.full.index_select(0, v.flat(rows))  # (k, C)
         ch = r.abs().argmax(1)
         new = {
-            "absval": cand["absval"],
+            "absval": v.tok_abs.index_select(0, rows),
             "value": r.gather(1, ch[:, None]).squeeze(1).float(),
-            "sample": cand["sample"],
-            "pos": cand["pos"],
+            "sample": ctx.sample.index_select(0, rows),
+            "pos": ctx.pos.index_select(0, rows),
             "channel": ch,
             "token": ctx.token.index_select(0, rows),
         }
@@ -68,6 +76,7 @@ class TopK(Statistic):
         """Filled entries, largest first, as host values."""
         cols = {f: getattr(self, f).cpu().tolist() for f in _FIELDS}
         return [
-            {f: cols[f][i] for f in _FIELDS} for i in range(self.k) if cols["absval"][i] >= 0 and cols["sample"][i] >= 0
+            {f: cols[f][i] for f in _FIELDS}
+            for i in range(self.k)
+            if cols["absval"][i] >= 0 and cols["sample"][i] >= 0
         ]
-

@@ -1,0 +1,234 @@
+/* One pass over a site's (R, C) float32 rows computing every per-batch partial the
+ * statistics need (kernels.py states the contract; torch_partials is the same in torch).
+ *
+ * Rows are split over the OpenMP threads torch already runs (libgomp is found by its
+ * soname, so this is torch's own thread pool). Each thread keeps private column sums
+ * and histogram; thread shares are merged in thread order, so results depend only on
+ * the thread count, never on timing.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef NB /* native.py passes histogram.py's values */
+#define NB 16384 /* histogram bins: sign, 8 exponent bits, 5 mantissa bits */
+#define SHIFT 18 /* 23 - 5 mantissa bits */
+#endif
+#define MAXT 256
+#ifdef _OPENMP
+#include <omp.h>
+#else /* built without OpenMP: one thread */
+static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
+#endif
+#define MASSIVE_ABS 100.0f
+#define MASSIVE_RATIO 1000.0f
+#define OUTLIER_ABS 6.0f
+
+typedef struct {
+    float *tok_abs, *mkey;   /* (R,) every row: max|a| (-1: padding or nonfinite); candidate key */
+    float *ch_max;           /* (C,) max|a|, nan once a nan was seen */
+    double *ch_s1, *ch_s2;   /* (C,) */
+    int64_t *ch_ge6;         /* (C,) elements with |a| >= 6 */
+    int64_t *ch_massive;     /* (C,) massive elements */
+    int64_t *hist;           /* (NB,) */
+    double *sd;              /* finite min, finite max, s1, s2, s3, s4 */
+    int64_t *si;             /* tokens > 100, candidates, massive elements, massive tokens, unchecked */
+} out_t;
+
+typedef struct { /* one thread's share */
+    float *ch_max; double *ch_s1, *ch_s2; int64_t *ch_ge6, *ch_massive;
+    uint32_t *h; /* 4 sub-histograms: consecutive equal bins do not stall on one counter */
+    float *scratch;
+    double sd[6];
+    int64_t si[5];
+} part_t;
+
+static int row_stats(const float *row, int64_t C, part_t *p, double *s, float *pmn, float *pmx) {
+    float mn = INFINITY, mx = -INFINITY;
+    double s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+    int64_t nan = 0;
+    float *chm = p->ch_max;
+    double *c1 = p->ch_s1, *c2 = p->ch_s2;
+    int64_t *g6 = p->ch_ge6;
+#pragma omp simd reduction(min : mn) reduction(max : mx) reduction(+ : s1, s2, s3, s4, nan)
+    for (int64_t c = 0; c < C; c++) {
+        float v = row[c], a = fabsf(v), m = chm[c];
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
+        nan += v != v;
+        double d = v, d2 = d * d; /* exact: the square of a float fits a double */
+        s1 += d;
+        s2 += d2;
+        s3 += d2 * d;
+        s4 += d2 * d2;
+        c1[c] += d;
+        c2[c] += d2;
+        chm[c] = (a > m || a != a) ? a : m;
+        g6[c] += a >= OUTLIER_ABS;
+    }
+    s[0] = s1, s[1] = s2, s[2] = s3, s[3] = s4;
+    *pmn = nan ? NAN : mn;
+    *pmx = nan ? NAN : mx;
+    return nan != 0;
+}
+
+static void row_hist(const uint32_t *b, int64_t C, uint32_t *h) {
+    int64_t c = 0;
+    for (; c + 4 <= C; c += 4) {
+        h[b[c] >> SHIFT]++;
+        h[NB + (b[c + 1] >> SHIFT)]++;
+        h[2 * NB + (b[c + 2] >> SHIFT)]++;
+        h[3 * NB + (b[c + 3] >> SHIFT)]++;
+    }
+    for (; c < C; c++) h[b[c] >> SHIFT]++;
+}
+
+static float kth_smallest(float *a, int64_t n, int64_t k) { /* Hoare quickselect; a: finite */
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float x = a[lo], y = a[(lo + hi) / 2], z = a[hi]; /* median of three as pivot */
+        float pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i++] = a[j];
+                a[j--] = t;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return a[k];
+    }
+    return a[k];
+}
+
+/* A token whose max|a| ta > 100: is its lower median <= ta / 1000 (then it may hold a
+ * massive activation), and if so which elements are > 100 and >= 1000 x median. */
+static int massive_row(const float *row, int64_t C, float ta, part_t *p) {
+    float t = ta / MASSIVE_RATIO;
+    int64_t small = 0, need = (C - 1) / 2 + 1, hits = 0;
+#pragma omp simd reduction(+ : small)
+    for (int64_t c = 0; c < C; c++) small += fabsf(row[c]) <= t;
+    if (small < need) return 0;
+    if (!p->scratch) p->scratch = malloc(C * sizeof(float));
+    if (!p->scratch) return -1;
+    for (int64_t c = 0; c < C; c++) p->scratch[c] = fabsf(row[c]);
+    float bar = MASSIVE_RATIO * kth_smallest(p->scratch, C, need - 1);
+    for (int64_t c = 0; c < C; c++) {
+        float a = fabsf(row[c]);
+        int hit = a > MASSIVE_ABS && a >= bar;
+        p->ch_massive[c] += hit;
+        hits += hit;
+    }
+    p->si[2] += hits;
+    p->si[3] += hits > 0;
+    return 1;
+}
+
+static int rows(const float *x, int64_t C, int64_t r0, int64_t r1, const uint8_t *keep, out_t *o, part_t *p) {
+    for (int64_t r = r0; r < r1; r++) {
+        o->tok_abs[r] = o->mkey[r] = -1.0f;
+        if (keep && !keep[r]) continue;
+        const float *row = x + r * C;
+        double s[4];
+        float mn, mx;
+        int nan = row_stats(row, C, p, s, &mn, &mx);
+        row_hist((const uint32_t *)row, C, p->h);
+        for (int k = 0; k < 4; k++) p->sd[2 + k] += s[k];
+        if (!nan && isfinite(mn) && mn < p->sd[0]) p->sd[0] = mn;
+        if (!nan && isfinite(mx) && mx > p->sd[1]) p->sd[1] = mx;
+        float ta = mx > -mn ? mx : -mn;
+        if (nan || !isfinite(ta)) continue;
+        o->tok_abs[r] = ta;
+        if (ta > MASSIVE_ABS) {
+            p->si[0]++;
+            int m = massive_row(row, C, ta, p);
+            if (m < 0) return -1;
+            if (m) {
+                o->mkey[r] = ta;
+                p->si[1]++;
+            }
+        }
+    }
+    return 0;
+}
+
+static void part_free(part_t *p, int own) {
+    if (!p) return;
+    if (own) free(p->ch_max), free(p->ch_s1), free(p->ch_s2), free(p->ch_ge6), free(p->ch_massive);
+    free(p->h), free(p->scratch), free(p);
+}
+
+static part_t *part_new(int64_t C, int own, out_t *o) {
+    part_t *p = calloc(1, sizeof(part_t));
+    if (!p) return NULL;
+    if (own) {
+        p->ch_max = calloc(C, sizeof(float)), p->ch_s1 = calloc(C, sizeof(double));
+        p->ch_s2 = calloc(C, sizeof(double)), p->ch_ge6 = calloc(C, sizeof(int64_t));
+        p->ch_massive = calloc(C, sizeof(int64_t));
+    } else { /* thread 0 accumulates straight into the outputs */
+        p->ch_max = o->ch_max, p->ch_s1 = o->ch_s1, p->ch_s2 = o->ch_s2;
+        p->ch_ge6 = o->ch_ge6, p->ch_massive = o->ch_massive;
+        memset(o->ch_max, 0, C * sizeof(float)), memset(o->ch_s1, 0, C * sizeof(double));
+        memset(o->ch_s2, 0, C * sizeof(double)), memset(o->ch_ge6, 0, C * sizeof(int64_t));
+        memset(o->ch_massive, 0, C * sizeof(int64_t));
+    }
+    p->h = calloc(4 * NB, sizeof(uint32_t));
+    p->sd[0] = INFINITY, p->sd[1] = -INFINITY;
+    if (!p->ch_max || !p->ch_s1 || !p->ch_s2 || !p->ch_ge6 || !p->ch_massive || !p->h) {
+        part_free(p, own);
+        return NULL;
+    }
+    return p;
+}
+
+static void merge(part_t *p0, const part_t *p, int64_t C) {
+    for (int64_t c = 0; c < C; c++) {
+        float a = p->ch_max[c], m = p0->ch_max[c];
+        p0->ch_max[c] = (a > m || a != a) ? a : m;
+        p0->ch_s1[c] += p->ch_s1[c], p0->ch_s2[c] += p->ch_s2[c];
+        p0->ch_ge6[c] += p->ch_ge6[c], p0->ch_massive[c] += p->ch_massive[c];
+    }
+    for (int b = 0; b < 4 * NB; b++) p0->h[b] += p->h[b];
+    if (p->sd[0] < p0->sd[0]) p0->sd[0] = p->sd[0];
+    if (p->sd[1] > p0->sd[1]) p0->sd[1] = p->sd[1];
+    for (int k = 2; k < 6; k++) p0->sd[k] += p->sd[k];
+    for (int k = 0; k < 5; k++) p0->si[k] += p->si[k];
+}
+
+/* x: (R, C) row-major; keep: (R,) 1 = real token, or NULL. Returns 0, or -1 when out of
+ * memory (the caller then uses the torch implementation). Elements per call < 2**32. */
+int site_partials(const float *x, int64_t R, int64_t C, const uint8_t *keep, out_t *o, int threads) {
+    part_t *parts[MAXT] = {0};
+    int T = threads < 1 ? 1 : (threads > MAXT ? MAXT : threads), failed = 0;
+    if (R < T) T = R > 0 ? (int)R : 1;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        part_t *p = part_new(C, t != 0, o);
+        parts[t] = p;
+        if (!p || rows(x, C, R * t / n, R * (t + 1) / n, keep, o, p) < 0) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp barrier
+#pragma omp master
+        T = n;
+    }
+    if (!failed) {
+        for (int t = 1; t < T; t++) merge(parts[0], parts[t], C);
+        part_t *p = parts[0];
+        for (int b = 0; b < NB; b++)
+            o->hist[b] = (int64_t)p->h[b] + p->h[NB + b] + p->h[2 * NB + b] + p->h[3 * NB + b];
+        memcpy(o->sd, p->sd, sizeof(p->sd));
+        memcpy(o->si, p->si, sizeof(p->si));
+        o->si[4] = 0; /* every candidate token was checked */
+    }
+    for (int t = 0; t < T; t++) part_free(parts[t], t != 0);
+    return failed ? -1 : 0;
+}

@@ -1,0 +1,154 @@
+"""The CPU kernel: native.c, built once with the system C compiler and cached.
+
+Why a C kernel on the CPU: the statistics need about a dozen reductions over
+every element (rows, columns and a histogram). torch.compile fuses the row
+reductions well but reads the tensor again for the column ones and scatters the
+histogram through atomics or an index tensor; one hand-written pass with private
+per-thread histograms costs a third of that. It is the same work the torch
+implementation does (kernels.torch_partials) and tests hold the two equal.
+
+The shared object is keyed by the source, compiler, flags and CPU, and lives in
+the actscope cache (ACTSCOPE_CACHE, else ~/.cache/actscope). It links libgomp,
+which resolves to the copy torch has already loaded, so its threads are torch's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import histogram as H
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("native.c")
+FLAGS = [
+    "-O3",
+    "-fno-math-errno",
+    "-fno-trapping-math",  # no -ffast-math: nan and inf must keep their meaning
+    "-fno-strict-aliasing",  # histogram bins read the float rows as uint32
+    "-std=c11",
+    "-shared",
+    "-fPIC",
+    f"-DNB={H.N_BINS}",
+    f"-DSHIFT={H.SHIFT32}",
+]
+# Tried in order: the cache key includes the CPU, so -march=native never serves another CPU;
+# without OpenMP the kernel runs on one thread.
+OPTIONAL = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-fopenmp-simd"], [])
+_P = ctypes.c_void_p
+_OUT_FIELDS = ("tok_abs", "mkey", "ch_max", "ch_s1", "ch_s2", "ch_ge6", "ch_massive", "hist", "sd", "si")
+
+
+class _Out(ctypes.Structure):
+    _fields_ = [(f, _P) for f in _OUT_FIELDS]
+
+
+_lib: ctypes.CDLL | None = None
+_error: str | None = None
+
+
+def _cpu_id() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return f"{platform.machine()} {platform.processor()} {flags}"
+
+
+def _compile(cc: str, out_dir: Path, src: bytes) -> Path:
+    errors = []
+    for extra in OPTIONAL:
+        flags = FLAGS + extra
+        key = hashlib.sha256(b"\0".join([src, cc.encode(), " ".join(flags).encode(), _cpu_id().encode()]))
+        so = out_dir / f"site-{key.hexdigest()[:20]}.so"
+        if so.exists():
+            return so
+        tmp = so.with_suffix(f".{os.getpid()}.tmp")
+        res = subprocess.run([cc, *flags, str(SOURCE), "-o", str(tmp), "-lm"], capture_output=True, text=True)
+        if res.returncode == 0:
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, so)  # atomic: concurrent builders race harmlessly
+            if extra != OPTIONAL[0]:
+                log.info("native kernel built without %s", " ".join(OPTIONAL[0]))
+            return so
+        errors.append(res.stderr.strip()[-300:])
+    raise RuntimeError(f"{cc} failed: {errors[-1] if errors else '?'}")
+
+
+def _build() -> ctypes.CDLL:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
+    from ..models.cache import cache_root
+
+    out_dir = cache_root() / "kernels"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        out_dir = Path(tempfile.gettempdir()) / f"actscope-kernels-{os.getuid()}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+    lib = ctypes.CDLL(str(_compile(cc, out_dir, SOURCE.read_bytes())))
+    lib.site_partials.argtypes = [_P, ctypes.c_int64, ctypes.c_int64, _P, ctypes.POINTER(_Out), ctypes.c_int]
+    lib.site_partials.restype = ctypes.c_int
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel, built on first use; None (with the reason in error()) if it cannot be."""
+    global _lib, _error
+    if _lib is None and _error is None:
+        try:
+            _lib = _build()
+        except Exception as e:  # noqa: BLE001 - any failure means: use the torch implementation
+            _error = f"{type(e).__name__}: {e}"
+    return _lib
+
+
+def error() -> str | None:
+    return _error
+
+
+def supports(x: torch.Tensor) -> bool:
+    """(R, C) float32 CPU rows the kernel reads in place (uint32 counters bound the size)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2 and x.numel() < 2**32
+
+
+def site_partials(x: torch.Tensor, keep: torch.Tensor | None) -> dict[str, torch.Tensor] | None:
+    """The partials of kernels.Partials for (R, C) float32 CPU rows; keep: (R,) uint8 or None.
+    None if the kernel is unavailable or ran out of memory."""
+    lib = library()
+    if lib is None:
+        return None
+    x = x.contiguous()
+    R, C = x.shape
+    f32, f64, i64 = torch.float32, torch.float64, torch.int64
+    out = {
+        "tok_abs": torch.empty(R, dtype=f32),
+        "mkey": torch.empty(R, dtype=f32),
+        "ch_max": torch.empty(C, dtype=f32),
+        "ch_s1": torch.empty(C, dtype=f64),
+        "ch_s2": torch.empty(C, dtype=f64),
+        "ch_ge6": torch.empty(C, dtype=i64),
+        "ch_massive": torch.empty(C, dtype=i64),
+        "hist": torch.empty(H.N_BINS, dtype=i64),
+        "sd": torch.empty(6, dtype=f64),
+        "si": torch.empty(5, dtype=i64),
+    }
+    o = _Out(*(out[f].data_ptr() for f in _OUT_FIELDS))
+    keep = keep.contiguous() if keep is not None else None  # held until the call returns
+    kp = keep.data_ptr() if keep is not None else None
+    threads = torch.get_num_threads() if R * C >= 1 << 16 else 1  # small sites: no fork/join
+    if lib.site_partials(x.data_ptr(), R, C, kp, ctypes.byref(o), threads) != 0:
+        return None
+    return out

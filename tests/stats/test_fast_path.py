@@ -1,0 +1,245 @@
+"""The fused statistics kernels against a plain reference, and against each other.
+
+native (C, CPU), compiled (torch.compile) and eager (torch ops) must give the
+same Partials as `reference` below, which computes every field the obvious way
+in numpy, token by token: exact for extremes, counts, histogram and massive
+activations; sums (float64 in all three) to 1e-9 of the sum of |terms|.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from actscope.stats import histogram as H
+from actscope.stats import kernels, native
+from actscope.stats.accumulator import Accumulator
+from actscope.stats.base import BatchContext
+from actscope.stats.kernels import FIELDS, Partials, site_partials
+from actscope.stats.topk import batch_top, select_top
+
+STATS = ("extrema", "moments", "histogram", "topk", "massive", "samples")
+EXACT = ("tok_abs", "mkey", "ch_max", "ch_ge6", "ch_massive", "hist", "si")
+needs_native = pytest.mark.skipif(native.library() is None, reason=f"no native kernel: {native.error()}")
+
+
+def heavy_rows(R, C, seed, nonfinite=True):
+    """Student-t rows with a spread of scales, massive tokens, zeros, subnormals, inf and nan."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.distributions.StudentT(2.0).sample((R, C)) * torch.rand(R, 1, generator=g) * 4
+    x[0] = 0.01 * torch.randn(C, generator=g)  # a BOS-like token: one huge element, tiny median
+    x[0, 3] = 2500.0
+    x[1, :] = 1.0
+    x[1, 5] = 150.0  # > 100 but not 1000 x its median
+    x[2, 1] = -700.0
+    x[2, 2:] = 1e-4
+    x[3, 0], x[3, 1] = 1e-42, -0.0  # subnormal, negative zero
+    if nonfinite:
+        x[4, 2] = float("nan")
+        x[5, 0], x[5, 1] = float("inf"), float("-inf")
+        x[6, C - 1] = float("inf")
+    return x
+
+
+def reference(x: torch.Tensor, keep: torch.Tensor | None) -> dict[str, np.ndarray]:
+    """Every Partials field from first principles (numpy, one token at a time)."""
+    a32 = x.float().numpy()
+    R, C = a32.shape
+    real = np.ones(R, bool) if keep is None else keep.numpy().astype(bool)
+    need = (C - 1) // 2 + 1
+    tok_abs, mkey = np.full(R, -1, np.float32), np.full(R, -1, np.float32)
+    ch_massive = np.zeros(C, np.int64)
+    si = np.zeros(5, np.int64)
+    mins, maxs = [], []
+    for r in np.nonzero(real)[0]:
+        row = a32[r]
+        has_nan = np.isnan(row).any()
+        lo, hi = (np.nan, np.nan) if has_nan else (row.min(), row.max())
+        if np.isfinite(lo):
+            mins.append(lo)
+        if np.isfinite(hi):
+            maxs.append(hi)
+        if has_nan or not np.isfinite(row).all():
+            continue
+        ta = np.abs(row).max()
+        tok_abs[r] = ta
+        if ta > 100:
+            si[0] += 1
+            med = np.sort(np.abs(row))[need - 1]  # lower median
+            if med <= np.float32(ta) / np.float32(1000):
+                mkey[r] = ta
+                si[1] += 1
+                hit = (np.abs(row) > 100) & (np.abs(row) >= np.float32(1000) * med)
+                ch_massive += hit
+                si[2] += hit.sum()
+                si[3] += hit.any()
+    rows = a32[real]
+    d = rows.astype(np.float64)
+    bins = (rows.view(np.uint32) >> H.SHIFT32).astype(np.int64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        sums = [d.sum(), (d**2).sum(), (d**3).sum(), (d**4).sum()]
+        ch_max = np.abs(rows).max(0) if len(rows) else np.zeros(C, np.float32)
+    return {
+        "tok_abs": tok_abs,
+        "mkey": mkey,
+        "ch_max": ch_max,
+        "ch_s1": d.sum(0),
+        "ch_s2": (d**2).sum(0),
+        "ch_ge6": (np.abs(rows) >= 6).sum(0),
+        "ch_massive": ch_massive,
+        "hist": np.bincount(bins.reshape(-1), minlength=H.N_BINS),
+        "sd": np.array([min(mins, default=np.inf), max(maxs, default=-np.inf), *sums]),
+        "si": si,
+        "_scale": [np.abs(d).sum(), (d**2).sum(), np.abs(d**3).sum(), (d**4).sum()],
+        "_ch_scale": np.abs(d).sum(0),
+    }
+
+
+def assert_matches(p: Partials, ref: dict, rel=1e-9):
+    for f in EXACT:
+        got = getattr(p, f).cpu().numpy()
+        np.testing.assert_array_equal(got, ref[f], err_msg=f)
+    sd = p.sd.cpu().numpy()
+    np.testing.assert_array_equal(sd[:2], ref["sd"][:2], err_msg="extremes")
+    for i, scale in enumerate(ref["_scale"]):
+        g, e = sd[2 + i], ref["sd"][2 + i]
+        if np.isfinite(e):
+            assert abs(g - e) <= rel * scale, (i, g, e)
+        else:
+            np.testing.assert_array_equal(g, e)
+    for f, scale in (("ch_s1", ref["_ch_scale"]), ("ch_s2", ref["ch_s2"])):
+        g, e = getattr(p, f).cpu().numpy(), ref[f]
+        fin = np.isfinite(e)
+        np.testing.assert_array_equal(g[~fin], e[~fin], err_msg=f)
+        assert np.all(np.abs(g[fin] - e[fin]) <= rel * scale[fin] + 1e-300), f
+
+
+def keep_mask(R, seed):
+    g = torch.Generator().manual_seed(seed)
+    keep = (torch.rand(R, generator=g) > 0.3).to(torch.uint8)
+    keep[:4] = 1  # the special rows are real tokens
+    return keep
+
+
+CASES = [(R, C, padded) for R, C in [(40, 64), (33, 7), (17, 1), (300, 640)] for padded in (False, True)]
+
+
+@pytest.mark.parametrize("R,C,padded", CASES)
+@pytest.mark.parametrize("kernel", [pytest.param("native", marks=needs_native), "eager"])
+def test_kernel_equals_reference(kernel, R, C, padded):
+    x = heavy_rows(R, C, seed=R + C) if C > 1 else torch.randn(R, 1) * 200
+    keep = keep_mask(R, R) if padded else None
+    assert_matches(site_partials(x, keep, kernel), reference(x, keep))
+
+
+def test_compiled_equals_reference():
+    """One compile (float32, padded) per test session; other shapes reuse it (dynamic)."""
+    for R, C, seed in [(40, 64, 0), (300, 640, 1)]:
+        x, keep = heavy_rows(R, C, seed), keep_mask(R, seed)
+        assert_matches(site_partials(x, keep, "compiled"), reference(x, keep))
+    assert not kernels._compile_failed
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_inputs(dtype):
+    x = heavy_rows(50, 96, 3).to(dtype)
+    keep = keep_mask(50, 3)
+    ref = reference(x, keep)  # of the upcast values: bins of bf16 / fp16 values are those of float32
+    assert_matches(site_partials(x, keep, "native"), ref)
+    assert_matches(site_partials(x, keep, "eager"), ref)
+
+
+@needs_native
+def test_native_is_independent_of_threads(monkeypatch):
+    x, keep = heavy_rows(500, 256, 5), keep_mask(500, 5)
+    one = site_partials(x, keep, "native")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    three = site_partials(x, keep, "native")
+    for f in FIELDS:
+        a, b = getattr(one, f), getattr(three, f)
+        if f in EXACT or f == "ch_max":
+            assert torch.equal(a.nan_to_num(-7), b.nan_to_num(-7)), f
+        else:
+            assert torch.allclose(a, b, rtol=1e-13, atol=0, equal_nan=True), f
+
+
+@needs_native
+def test_more_candidates_than_the_torch_cap():
+    """Every token may hold a massive activation: native checks all of them, torch the
+    first CANDIDATES and reports the rest as unchecked (a flagged lower bound)."""
+    R, C = kernels.CANDIDATES + 36, 32
+    x = torch.full((R, C), 0.01)
+    x[:, 4] = 500.0
+    nat, eag = site_partials(x, None, "native"), site_partials(x, None, "eager")
+    assert nat.si.tolist() == [R, R, R, R, 0]
+    assert eag.si.tolist() == [R, R, kernels.CANDIDATES, kernels.CANDIDATES, R - kernels.CANDIDATES]
+    assert_matches(nat, reference(x, None))
+
+
+def test_no_native_library_falls_back_to_torch(monkeypatch, caplog):
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_error", "RuntimeError: no C compiler")
+    monkeypatch.setattr(kernels, "_warned", set())
+    x, keep = heavy_rows(40, 64, 2), keep_mask(40, 2)
+    with caplog.at_level(logging.WARNING):
+        p = site_partials(x, keep, "auto")
+    assert "no C compiler" in caplog.text
+    assert_matches(p, reference(x, keep))
+
+
+def test_env_selects_the_kernel(monkeypatch):
+    monkeypatch.setenv("ACTSCOPE_COMPILE", "0")
+    assert kernels.choice() == "eager"
+    monkeypatch.delenv("ACTSCOPE_COMPILE")
+    monkeypatch.setenv("ACTSCOPE_KERNEL", "fast")
+    with pytest.raises(ValueError, match="auto, native, compiled, eager"):
+        kernels.choice()
+
+
+def _ctx(B, S, lengths):
+    mask = torch.zeros(B, S, dtype=torch.bool)
+    for r, n in enumerate(lengths):
+        mask[r, :n] = True
+    rows = mask.reshape(-1).nonzero().squeeze(1)
+    sample = torch.arange(B)[:, None].expand(B, S).reshape(-1)[rows]
+    pos = torch.arange(S)[None].expand(B, S).reshape(-1)[rows]
+    padded = len(rows) < B * S
+    return BatchContext(B, S, rows if padded else None, sample, pos, sample * 1000 + pos)
+
+
+@pytest.mark.parametrize("kernel", [pytest.param("native", marks=needs_native), "compiled"])
+def test_accumulator_state_equals_eager(monkeypatch, kernel):
+    """Whole statistics (folds included) through each kernel equal the eager ones."""
+    states = {}
+    for k in ("eager", kernel):
+        monkeypatch.setenv("ACTSCOPE_KERNEL", k)
+        acc = Accumulator({"site": 64}, 4, "cpu", STATS)
+        for seed, lengths in enumerate([[9, 4, 7], [12, 11, 12]]):  # padded: one compile
+            x = heavy_rows(3 * 12, 64, seed).reshape(3, 12, 64)
+            acc.begin_batch(_ctx(3, 12, lengths))
+            acc.update(0, x)
+            acc.end_batch()
+        states[k] = acc.state_dict()
+    for f, a in states["eager"].items():
+        b = states[kernel][f]
+        if a.dtype == torch.float64 and "moments" in f:
+            assert torch.allclose(a, b, rtol=1e-12, atol=1e-9, equal_nan=True), f
+        else:
+            assert torch.equal(a.nan_to_num(-7), b.nan_to_num(-7)), f
+
+
+def test_batch_top_orders_like_select_top():
+    """One int64 top-k gives select_top's order: |a| descending, then (sample, pos)."""
+    g = torch.Generator().manual_seed(0)
+    n = 500
+    absval = torch.randint(0, 6, (n,), generator=g).float() * 0.5 - 1.0  # many ties, -1 and +-0
+    absval[absval == 0] = torch.tensor([0.0, -0.0]).repeat(n)[: int((absval == 0).sum())]
+    ctx = BatchContext(1, n, None, torch.randint(0, 7, (n,), generator=g), torch.randperm(n, generator=g), None)
+    rows = batch_top(absval, ctx.rank, 40)
+    ref = select_top({"absval": absval, "sample": ctx.sample, "pos": ctx.pos, "row": torch.arange(n)}, 40)
+    assert torch.equal(rows, ref["row"])
