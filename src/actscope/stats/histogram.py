@@ -20,8 +20,9 @@ N_BINS = 1 << (9 + MANT_BITS)  # 16384: sign x 256 exponents x 32 mantissa steps
 HALF = N_BINS // 2  # bins [0, HALF) hold +values, [HALF, N_BINS) hold -values
 SHIFT32 = 23 - MANT_BITS
 _SHIFT16 = 7 - MANT_BITS
-# Relative error of a quantile read as the bin midpoint, for |a| >= 2**-126 (normal floats).
-REL_ERROR = 2.0**-MANT_BITS / (2 + 2.0**-MANT_BITS)
+# Relative error, against the true value, of a quantile read as the bin midpoint, for
+# |a| >= 2**-126 (normal floats): |mid - x| <= (hi - lo) / 2 = lo * 2**-(MANT_BITS+1) <= x * 2**-6.
+REL_ERROR = 2.0 ** -(MANT_BITS + 1)
 INF_BIN = 0x7F800000 >> SHIFT32  # |a| bin index of +-inf; larger indices are nan
 
 
