@@ -232,3 +232,23 @@ int site_partials(const float *x, int64_t R, int64_t C, const uint8_t *keep, out
     for (int t = 0; t < T; t++) part_free(parts[t], t != 0);
     return failed ? -1 : 0;
 }
+
+/* Top-k provenance: for each of k rows, the first channel holding the row's max|a|
+ * (the first nan, if any: torch.argmax semantics) and its signed value. */
+void rows_argmax(const float *x, int64_t C, const int64_t *rows, int64_t k, int64_t *ch, float *val) {
+    for (int64_t i = 0; i < k; i++) {
+        const float *row = x + rows[i] * C;
+        int64_t best = 0;
+        float top = -1.0f;
+        for (int64_t c = 0; c < C; c++) {
+            float a = fabsf(row[c]);
+            if (a != a) {
+                best = c;
+                break;
+            }
+            if (a > top) top = a, best = c;
+        }
+        ch[i] = best;
+        val[i] = row[best];
+    }
+}

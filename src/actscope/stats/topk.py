@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import torch
 
+from . import native
 from .base import SiteView, Statistic
+from .kernels import choice
 
 K = 32
 _FIELDS = ("absval", "value", "sample", "pos", "channel", "token")
@@ -33,6 +35,15 @@ def batch_top(absval: torch.Tensor, rank: torch.Tensor, k: int) -> torch.Tensor:
     hi = torch.where(a >= 0, a.view(torch.int32).long() + 1, 0)
     key = hi * 2**32 + (2**32 - 1 - rank)
     return key.topk(min(k, key.shape[0])).indices
+
+
+def row_peaks(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(channel, float32 value) of the first max|a| of each of the given rows of x (R, C)."""
+    if choice() != "eager" and (out := native.rows_argmax(x, rows)) is not None:
+        return out  # CPU: no gather, and no small parallel ops (slow on a loaded machine)
+    r = x.index_select(0, rows)  # (k, C)
+    ch = r.abs().argmax(1)
+    return ch, r.gather(1, ch[:, None]).squeeze(1).float()
 
 
 class TopK(Statistic):
@@ -57,11 +68,10 @@ class TopK(Statistic):
     def update(self, v: SiteView) -> None:
         ctx = v.ctx
         rows = batch_top(v.tok_abs, ctx.rank, self.k)  # (k,) indices into the view's rows
-        r = v.full.index_select(0, v.flat(rows))  # (k, C)
-        ch = r.abs().argmax(1)
+        ch, value = row_peaks(v.full, v.flat(rows))
         new = {
             "absval": v.tok_abs.index_select(0, rows),
-            "value": r.gather(1, ch[:, None]).squeeze(1).float(),
+            "value": value,
             "sample": ctx.sample.index_select(0, rows),
             "pos": ctx.pos.index_select(0, rows),
             "channel": ch,
