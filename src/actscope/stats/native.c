@@ -1,10 +1,11 @@
 /* One pass over a site's (R, C) float32 rows computing every per-batch partial the
  * statistics need (kernels.py states the contract; torch_partials is the same in torch).
  *
- * Rows are split over the OpenMP threads torch already runs (libgomp is found by its
- * soname, so this is torch's own thread pool). Each thread keeps private column sums
- * and histogram; thread shares are merged in thread order, so results depend only on
- * the thread count, never on timing.
+ * Rows are cut into fixed chunks that the OpenMP threads torch already runs take one at
+ * a time (libgomp is found by its soname: torch's own thread pool). Dynamic scheduling
+ * keeps a loaded machine from stalling on a descheduled thread. Counts, maxima and the
+ * histogram are exact in any order; float64 sums are kept per chunk and added in chunk
+ * order, so every result is independent of the thread count and of timing.
  */
 #include <math.h>
 #include <stdint.h>
@@ -16,6 +17,8 @@
 #define SHIFT 18 /* 23 - 5 mantissa bits */
 #endif
 #define MAXT 256
+#define MAX_CHUNKS 32         /* float64 column sums are kept per chunk: bounded memory */
+#define CHUNK_ELEMENTS 131072 /* at least this many elements per chunk (~0.2 ms of work) */
 #ifdef _OPENMP
 #include <omp.h>
 #else /* built without OpenMP: one thread */
@@ -37,20 +40,20 @@ typedef struct {
     int64_t *si;             /* tokens > 100, candidates, massive elements, massive tokens, unchecked */
 } out_t;
 
-typedef struct { /* one thread's share */
-    float *ch_max; double *ch_s1, *ch_s2; int64_t *ch_ge6, *ch_massive;
+typedef struct { /* one thread's share; exact in any order */
+    float *ch_max; int64_t *ch_ge6, *ch_massive;
     uint32_t *h; /* 4 sub-histograms: consecutive equal bins do not stall on one counter */
     float *scratch;
-    double sd[6];
+    float lo, hi; /* finite min and max */
     int64_t si[5];
 } part_t;
 
-static int row_stats(const float *row, int64_t C, part_t *p, double *s, float *pmn, float *pmx) {
+static int row_stats(const float *row, int64_t C, part_t *p, double *c1, double *c2, double *s, float *pmn,
+                     float *pmx) {
     float mn = INFINITY, mx = -INFINITY;
     double s1 = 0, s2 = 0, s3 = 0, s4 = 0;
     int64_t nan = 0;
     float *chm = p->ch_max;
-    double *c1 = p->ch_s1, *c2 = p->ch_s2;
     int64_t *g6 = p->ch_ge6;
 #pragma omp simd reduction(min : mn) reduction(max : mx) reduction(+ : s1, s2, s3, s4, nan)
     for (int64_t c = 0; c < C; c++) {
@@ -130,18 +133,21 @@ static int massive_row(const float *row, int64_t C, float ta, part_t *p) {
     return 1;
 }
 
-static int rows(const float *x, int64_t C, int64_t r0, int64_t r1, const uint8_t *keep, out_t *o, part_t *p) {
+/* Rows [r0, r1): per-row outputs, this thread's exact partials, the chunk's float64 sums
+ * cs = (ch_s1 (C), ch_s2 (C), s1, s2, s3, s4). */
+static int rows(const float *x, int64_t C, int64_t r0, int64_t r1, const uint8_t *keep, out_t *o, part_t *p,
+                double *cs) {
     for (int64_t r = r0; r < r1; r++) {
         o->tok_abs[r] = o->mkey[r] = -1.0f;
         if (keep && !keep[r]) continue;
         const float *row = x + r * C;
         double s[4];
         float mn, mx;
-        int nan = row_stats(row, C, p, s, &mn, &mx);
+        int nan = row_stats(row, C, p, cs, cs + C, s, &mn, &mx);
         row_hist((const uint32_t *)row, C, p->h);
-        for (int k = 0; k < 4; k++) p->sd[2 + k] += s[k];
-        if (!nan && isfinite(mn) && mn < p->sd[0]) p->sd[0] = mn;
-        if (!nan && isfinite(mx) && mx > p->sd[1]) p->sd[1] = mx;
+        for (int k = 0; k < 4; k++) cs[2 * C + k] += s[k];
+        if (!nan && isfinite(mn) && mn < p->lo) p->lo = mn;
+        if (!nan && isfinite(mx) && mx > p->hi) p->hi = mx;
         float ta = mx > -mn ? mx : -mn;
         if (nan || !isfinite(ta)) continue;
         o->tok_abs[r] = ta;
@@ -158,79 +164,90 @@ static int rows(const float *x, int64_t C, int64_t r0, int64_t r1, const uint8_t
     return 0;
 }
 
-static void part_free(part_t *p, int own) {
-    if (!p) return;
-    if (own) free(p->ch_max), free(p->ch_s1), free(p->ch_s2), free(p->ch_ge6), free(p->ch_massive);
-    free(p->h), free(p->scratch), free(p);
+static void part_free(part_t *p) {
+    if (p) free(p->ch_max), free(p->ch_ge6), free(p->ch_massive), free(p->h), free(p->scratch), free(p);
 }
 
-static part_t *part_new(int64_t C, int own, out_t *o) {
+static part_t *part_new(int64_t C) {
     part_t *p = calloc(1, sizeof(part_t));
     if (!p) return NULL;
-    if (own) {
-        p->ch_max = calloc(C, sizeof(float)), p->ch_s1 = calloc(C, sizeof(double));
-        p->ch_s2 = calloc(C, sizeof(double)), p->ch_ge6 = calloc(C, sizeof(int64_t));
-        p->ch_massive = calloc(C, sizeof(int64_t));
-    } else { /* thread 0 accumulates straight into the outputs */
-        p->ch_max = o->ch_max, p->ch_s1 = o->ch_s1, p->ch_s2 = o->ch_s2;
-        p->ch_ge6 = o->ch_ge6, p->ch_massive = o->ch_massive;
-        memset(o->ch_max, 0, C * sizeof(float)), memset(o->ch_s1, 0, C * sizeof(double));
-        memset(o->ch_s2, 0, C * sizeof(double)), memset(o->ch_ge6, 0, C * sizeof(int64_t));
-        memset(o->ch_massive, 0, C * sizeof(int64_t));
-    }
-    p->h = calloc(4 * NB, sizeof(uint32_t));
-    p->sd[0] = INFINITY, p->sd[1] = -INFINITY;
-    if (!p->ch_max || !p->ch_s1 || !p->ch_s2 || !p->ch_ge6 || !p->ch_massive || !p->h) {
-        part_free(p, own);
+    p->ch_max = calloc(C, sizeof(float)), p->ch_ge6 = calloc(C, sizeof(int64_t));
+    p->ch_massive = calloc(C, sizeof(int64_t)), p->h = calloc(4 * NB, sizeof(uint32_t));
+    p->lo = INFINITY, p->hi = -INFINITY;
+    if (!p->ch_max || !p->ch_ge6 || !p->ch_massive || !p->h) {
+        part_free(p);
         return NULL;
     }
     return p;
 }
 
-static void merge(part_t *p0, const part_t *p, int64_t C) {
+static void merge(part_t *p0, const part_t *p, int64_t C) { /* max, min and integer sums */
     for (int64_t c = 0; c < C; c++) {
         float a = p->ch_max[c], m = p0->ch_max[c];
         p0->ch_max[c] = (a > m || a != a) ? a : m;
-        p0->ch_s1[c] += p->ch_s1[c], p0->ch_s2[c] += p->ch_s2[c];
         p0->ch_ge6[c] += p->ch_ge6[c], p0->ch_massive[c] += p->ch_massive[c];
     }
     for (int b = 0; b < 4 * NB; b++) p0->h[b] += p->h[b];
-    if (p->sd[0] < p0->sd[0]) p0->sd[0] = p->sd[0];
-    if (p->sd[1] > p0->sd[1]) p0->sd[1] = p->sd[1];
-    for (int k = 2; k < 6; k++) p0->sd[k] += p->sd[k];
+    if (p->lo < p0->lo) p0->lo = p->lo;
+    if (p->hi > p0->hi) p0->hi = p->hi;
     for (int k = 0; k < 5; k++) p0->si[k] += p->si[k];
+}
+
+static void finish(part_t *p, const double *cs, int64_t chunks, int64_t C, out_t *o) {
+    memcpy(o->ch_max, p->ch_max, C * sizeof(float));
+    memcpy(o->ch_ge6, p->ch_ge6, C * sizeof(int64_t));
+    memcpy(o->ch_massive, p->ch_massive, C * sizeof(int64_t));
+    for (int b = 0; b < NB; b++)
+        o->hist[b] = (int64_t)p->h[b] + p->h[NB + b] + p->h[2 * NB + b] + p->h[3 * NB + b];
+    memset(o->ch_s1, 0, C * sizeof(double)), memset(o->ch_s2, 0, C * sizeof(double));
+    double s[4] = {0, 0, 0, 0};
+    for (int64_t k = 0; k < chunks; k++) { /* chunk order: independent of threads */
+        const double *c = cs + k * (2 * C + 4);
+        for (int64_t j = 0; j < C; j++) o->ch_s1[j] += c[j], o->ch_s2[j] += c[C + j];
+        for (int j = 0; j < 4; j++) s[j] += c[2 * C + j];
+    }
+    o->sd[0] = p->lo, o->sd[1] = p->hi;
+    for (int j = 0; j < 4; j++) o->sd[2 + j] = s[j];
+    memcpy(o->si, p->si, sizeof(p->si));
+    o->si[4] = 0; /* every candidate token was checked */
 }
 
 /* x: (R, C) row-major; keep: (R,) 1 = real token, or NULL. Returns 0, or -1 when out of
  * memory (the caller then uses the torch implementation). Elements per call < 2**32. */
 int site_partials(const float *x, int64_t R, int64_t C, const uint8_t *keep, out_t *o, int threads) {
-    part_t *parts[MAXT] = {0};
+    int64_t per = CHUNK_ELEMENTS / (C > 0 ? C : 1), least = (R + MAX_CHUNKS - 1) / MAX_CHUNKS;
+    int64_t rpc = per > least ? per : least;
+    if (rpc < 1) rpc = 1;
+    int64_t chunks = (R + rpc - 1) / rpc;
     int T = threads < 1 ? 1 : (threads > MAXT ? MAXT : threads), failed = 0;
-    if (R < T) T = R > 0 ? (int)R : 1;
+    if (chunks < T) T = chunks > 0 ? (int)chunks : 1;
+    double *cs = calloc(chunks * (2 * C + 4) + 1, sizeof(double));
+    part_t *parts[MAXT] = {0};
+    if (!cs) return -1;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-        part_t *p = part_new(C, t != 0, o);
+        int t = omp_get_thread_num();
+        part_t *p = part_new(C);
         parts[t] = p;
-        if (!p || rows(x, C, R * t / n, R * (t + 1) / n, keep, o, p) < 0) {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t k = 0; k < chunks; k++) {
+            int64_t r1 = (k + 1) * rpc < R ? (k + 1) * rpc : R;
+            if (!p || rows(x, C, k * rpc, r1, keep, o, p, cs + k * (2 * C + 4)) < 0) {
 #pragma omp atomic write
-            failed = 1;
+                failed = 1;
+            }
         }
-#pragma omp barrier
-#pragma omp master
-        T = n;
     }
-    if (!failed) {
-        for (int t = 1; t < T; t++) merge(parts[0], parts[t], C);
-        part_t *p = parts[0];
-        for (int b = 0; b < NB; b++)
-            o->hist[b] = (int64_t)p->h[b] + p->h[NB + b] + p->h[2 * NB + b] + p->h[3 * NB + b];
-        memcpy(o->sd, p->sd, sizeof(p->sd));
-        memcpy(o->si, p->si, sizeof(p->si));
-        o->si[4] = 0; /* every candidate token was checked */
+    part_t *p0 = NULL;
+    for (int t = 0; t < MAXT && !failed; t++) {
+        if (!parts[t]) continue;
+        if (!p0) p0 = parts[t];
+        else merge(p0, parts[t], C);
     }
-    for (int t = 0; t < T; t++) part_free(parts[t], t != 0);
-    return failed ? -1 : 0;
+    if (!failed && p0) finish(p0, cs, chunks, C, o);
+    for (int t = 0; t < MAXT; t++) part_free(parts[t]);
+    free(cs);
+    return failed || !p0 ? -1 : 0;
 }
 
 /* Top-k provenance: for each of k rows, the first channel holding the row's max|a|

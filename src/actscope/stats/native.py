@@ -22,6 +22,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -126,9 +127,49 @@ def supports(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2 and x.numel() < 2**32
 
 
-def site_partials(x: torch.Tensor, keep: torch.Tensor | None) -> dict[str, torch.Tensor] | None:
+class ThreadChoice:
+    """One thread or all of torch's, whichever the kernel has recently run faster with.
+
+    Results do not depend on the thread count (native.c), only speed does: on an idle
+    machine all threads win, on one shared with other busy processes a single thread
+    often does (a descheduled thread stalls the others at every fork and join). Costs
+    are per element, per size class (small sites pay the fork/join more), as moving
+    averages; the option not chosen is re-tried every EXPLORE calls.
+    """
+
+    EXPLORE = 32
+    DECAY = 0.8
+
+    def __init__(self):
+        self.cost: dict[tuple[int, int], float] = {}
+        self.calls = 0
+
+    def pick(self, most: int, elements: int) -> int:
+        if most <= 1:
+            return 1
+        size = elements.bit_length()
+        self.calls += 1
+        one, all_ = self.cost.get((1, size)), self.cost.get((most, size))
+        if one is None or all_ is None:
+            return 1 if one is None else most
+        best, other = (1, most) if one <= all_ else (most, 1)
+        return other if self.calls % self.EXPLORE == 0 else best
+
+    def record(self, threads: int, elements: int, seconds: float) -> None:
+        key = (threads, elements.bit_length())
+        c = seconds / max(elements, 1)
+        old = self.cost.get(key)
+        self.cost[key] = c if old is None else self.DECAY * old + (1 - self.DECAY) * c
+
+
+THREADS = ThreadChoice()
+
+
+def site_partials(
+    x: torch.Tensor, keep: torch.Tensor | None, threads: int | None = None
+) -> dict[str, torch.Tensor] | None:
     """The partials of kernels.Partials for (R, C) float32 CPU rows; keep: (R,) uint8 or None.
-    None if the kernel is unavailable or ran out of memory."""
+    threads: None to let THREADS choose. None if the kernel is unavailable or out of memory."""
     lib = library()
     if lib is None:
         return None
@@ -150,9 +191,12 @@ def site_partials(x: torch.Tensor, keep: torch.Tensor | None) -> dict[str, torch
     o = _Out(*(out[f].data_ptr() for f in _OUT_FIELDS))
     keep = keep.contiguous() if keep is not None else None  # held until the call returns
     kp = keep.data_ptr() if keep is not None else None
-    threads = torch.get_num_threads() if R * C >= 1 << 16 else 1  # small sites: no fork/join
-    if lib.site_partials(x.data_ptr(), R, C, kp, ctypes.byref(o), threads) != 0:
+    n = threads or THREADS.pick(torch.get_num_threads(), R * C)
+    t = time.perf_counter()
+    if lib.site_partials(x.data_ptr(), R, C, kp, ctypes.byref(o), n) != 0:
         return None
+    if threads is None:
+        THREADS.record(n, R * C, time.perf_counter() - t)
     return out
 
 
