@@ -126,6 +126,36 @@ def test_topk_ties_broken_by_sample_then_position():
     assert got == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
 
 
+def test_topk_over_many_batches_equals_one_selection_over_all_tokens(monkeypatch):
+    """Skipped batches (their best token is below the k-th entry) change nothing: the
+    top-k after many batches, with ties at the k-th value arriving late from samples of
+    smaller index, is the selection over every token at once."""
+    from actscope.stats import topk
+
+    calls, real_batch_top = [], topk.batch_top
+    monkeypatch.setattr(topk, "batch_top", lambda *a: calls.append(1) or real_batch_top(*a))
+    g = torch.Generator().manual_seed(3)
+    acc = Accumulator({"site": 4}, 24, "cpu", ("topk",))
+    early = (8 + torch.randperm(16, generator=g)).tolist()  # 80 tokens, each with max|a| 6
+    late = torch.randperm(8, generator=g).tolist()  # smaller sample indices, small values
+    everything = []
+    for b, samples in enumerate([early[i : i + 4] for i in range(0, 16, 4)] + [late[:3], late[3:6], late[6:]]):
+        acts = [torch.randint(-5, 6, (5, 4), generator=g).float() for _ in samples]
+        for a in acts:
+            if b < 4:
+                a[:, 0] = 6.0
+            else:
+                a /= 10
+        if b in (4, 6):
+            acts[0][2, 1] = -6.0  # ties the k-th entry and wins on its smaller sample index
+        run(acc, acts, [5] * len(samples), samples)
+        for s, a in zip(samples, acts):
+            everything += [(-a[pos].abs().max().item(), s, pos) for pos in range(5)]
+    got = [(-e["absval"], e["sample"], e["pos"]) for e in acc.stat("site", "topk").entries()]
+    assert got == sorted(everything)[:32]
+    assert len(calls) == 6  # batch 5 held nothing as large as the k-th entry: skipped
+
+
 def test_extrema_moments_and_per_sample_max():
     acts = [heavy(n, 8, s) for s, n in enumerate([5, 6])]
     acc = Accumulator({"site": 8}, 3, "cpu", STATS)

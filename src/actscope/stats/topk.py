@@ -5,6 +5,10 @@ max|a| (each with its argmax channel), so no top-k over the flattened tensor is
 needed. Every entry is a distinct token. Ties (e.g. the BOS token, whose
 activations are identical in every sample) are broken by (sample, position),
 so the selection does not depend on how samples were batched or sharded.
+
+On the CPU, where reading a value costs no device sync, a batch whose largest
+per-token max|a| is below the current k-th entry is skipped: none of its tokens
+could enter (an equal value could, by its tie-break, so only "below" skips).
 """
 
 from __future__ import annotations
@@ -64,8 +68,13 @@ class TopK(Statistic):
     def _set(self, cols: dict[str, torch.Tensor]) -> None:
         for f, t in select_top(cols, self.k).items():
             setattr(self, f, t)
+        self._floor = float(self.absval[-1]) if self.device.type == "cpu" else None
+
+    _floor: float | None = None  # the k-th absval (CPU only); -1 while a slot is empty
 
     def update(self, v: SiteView) -> None:
+        if self._floor is not None and float(v.p.tok_abs.max()) < self._floor:
+            return  # padding rows are -1 in tok_abs: the max is over real tokens
         ctx = v.ctx
         rows = batch_top(v.tok_abs, ctx.rank, self.k)  # (k,) indices into the view's rows
         ch, value = row_peaks(v.full, v.flat(rows))
@@ -78,6 +87,10 @@ class TopK(Statistic):
             "token": ctx.token.index_select(0, rows),
         }
         self._set({f: torch.cat([getattr(self, f), new[f]]) for f in _FIELDS})
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        self._floor = None  # set again by the next merge of candidates
 
     def merge(self, other: Statistic) -> None:
         self._set({f: torch.cat([getattr(self, f), getattr(other, f).to(self.device)]) for f in _FIELDS})
