@@ -127,33 +127,41 @@ def test_topk_ties_broken_by_sample_then_position():
 
 
 def test_topk_over_many_batches_equals_one_selection_over_all_tokens(monkeypatch):
-    """Skipped batches (their best token is below the k-th entry) change nothing: the
-    top-k after many batches, with ties at the k-th value arriving late from samples of
-    smaller index, is the selection over every token at once."""
+    """Batches skipped because none of their tokens can enter change nothing: after
+    batches below the k-th entry and batches tying it (ahead of it or behind it in
+    (sample, position) order), the top-k is the selection over every token at once."""
     from actscope.stats import topk
 
     calls, real_batch_top = [], topk.batch_top
     monkeypatch.setattr(topk, "batch_top", lambda *a: calls.append(1) or real_batch_top(*a))
     g = torch.Generator().manual_seed(3)
-    acc = Accumulator({"site": 4}, 24, "cpu", ("topk",))
-    early = (8 + torch.randperm(16, generator=g)).tolist()  # 80 tokens, each with max|a| 6
-    late = torch.randperm(8, generator=g).tolist()  # smaller sample indices, small values
+    acc = Accumulator({"site": 4}, 28, "cpu", ("topk",))
+    batches = [  # (samples, every token has max|a| 6, one token of the first sample at 6)
+        ([8, 9, 10, 11], True, False),  # fills 20 of the 32 slots
+        ([12, 13, 14, 15], True, False),  # full: the k-th entry is 6 at (sample 14, pos 1)
+        ([16, 17, 18, 19], True, False),  # ties behind the k-th entry: skipped
+        ([20, 21, 22, 23], True, False),  # skipped
+        ([0, 1, 2], False, True),  # a tie ahead of the k-th entry: enters
+        ([3, 4, 5], False, False),  # everything below the k-th entry: skipped
+        ([6, 7], False, True),  # enters
+        ([24, 25, 26, 27], False, True),  # a tie behind: skipped
+    ]
     everything = []
-    for b, samples in enumerate([early[i : i + 4] for i in range(0, 16, 4)] + [late[:3], late[3:6], late[6:]]):
+    for samples, all_six, one_six in batches:
         acts = [torch.randint(-5, 6, (5, 4), generator=g).float() for _ in samples]
         for a in acts:
-            if b < 4:
+            if all_six:
                 a[:, 0] = 6.0
             else:
                 a /= 10
-        if b in (4, 6):
-            acts[0][2, 1] = -6.0  # ties the k-th entry and wins on its smaller sample index
+        if one_six:
+            acts[0][2, 1] = -6.0
         run(acc, acts, [5] * len(samples), samples)
         for s, a in zip(samples, acts):
             everything += [(-a[pos].abs().max().item(), s, pos) for pos in range(5)]
     got = [(-e["absval"], e["sample"], e["pos"]) for e in acc.stat("site", "topk").entries()]
     assert got == sorted(everything)[:32]
-    assert len(calls) == 6  # batch 5 held nothing as large as the k-th entry: skipped
+    assert len(calls) == 4
 
 
 def test_extrema_moments_and_per_sample_max():

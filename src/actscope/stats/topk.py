@@ -6,9 +6,10 @@ needed. Every entry is a distinct token. Ties (e.g. the BOS token, whose
 activations are identical in every sample) are broken by (sample, position),
 so the selection does not depend on how samples were batched or sharded.
 
-On the CPU, where reading a value costs no device sync, a batch whose largest
-per-token max|a| is below the current k-th entry is skipped: none of its tokens
-could enter (an equal value could, by its tie-break, so only "below" skips).
+On the CPU, where reading a value costs no device sync, a batch is skipped when
+none of its tokens can enter: its largest per-token max|a| is below the k-th
+entry, or equal to it (the BOS token of every sample, in Gemma) with no such
+token ahead of the k-th entry in (sample, position) order.
 """
 
 from __future__ import annotations
@@ -68,13 +69,25 @@ class TopK(Statistic):
     def _set(self, cols: dict[str, torch.Tensor]) -> None:
         for f, t in select_top(cols, self.k).items():
             setattr(self, f, t)
-        self._floor = float(self.absval[-1]) if self.device.type == "cpu" else None
+        if self.device.type == "cpu":
+            self._floor = float(self.absval[-1])
+            self._floor_at = (int(self.sample[-1]), int(self.pos[-1]))
 
     _floor: float | None = None  # the k-th absval (CPU only); -1 while a slot is empty
+    _floor_at = (-1, -1)  # its (sample, pos)
+
+    def _nothing_enters(self, v: SiteView) -> bool:
+        top = float(v.p.tok_abs.max())  # padding rows are -1: the max is over real tokens
+        if top != self._floor:
+            return top < self._floor
+        s, p = self._floor_at
+        ctx = v.ctx
+        ahead = (ctx.sample < s) | ((ctx.sample == s) & (ctx.pos < p))
+        return not bool(((v.tok_abs == top) & ahead).any())
 
     def update(self, v: SiteView) -> None:
-        if self._floor is not None and float(v.p.tok_abs.max()) < self._floor:
-            return  # padding rows are -1 in tok_abs: the max is over real tokens
+        if self._floor is not None and self._nothing_enters(v):
+            return
         ctx = v.ctx
         rows = batch_top(v.tok_abs, ctx.rank, self.k)  # (k,) indices into the view's rows
         ch, value = row_peaks(v.full, v.flat(rows))
