@@ -132,6 +132,7 @@ def test_topk_over_many_batches_equals_one_selection_over_all_tokens(monkeypatch
     (sample, position) order), the top-k is the selection over every token at once."""
     from actscope.stats import topk
 
+    monkeypatch.setenv("ACTSCOPE_KERNEL", "eager")  # the torch path (native: test_fast_path)
     calls, real_batch_top = [], topk.batch_top
     monkeypatch.setattr(topk, "batch_top", lambda *a: calls.append(1) or real_batch_top(*a))
     g = torch.Generator().manual_seed(3)

@@ -211,12 +211,13 @@ def test_env_selects_the_kernel(monkeypatch):
         kernels.choice()
 
 
-def _ctx(B, S, lengths):
+def _ctx(B, S, lengths, samples=None):
     mask = torch.zeros(B, S, dtype=torch.bool)
     for r, n in enumerate(lengths):
         mask[r, :n] = True
     rows = mask.reshape(-1).nonzero().squeeze(1)
-    sample = torch.arange(B)[:, None].expand(B, S).reshape(-1)[rows]
+    ids = torch.arange(B) if samples is None else torch.tensor(samples)
+    sample = ids[:, None].expand(B, S).reshape(-1)[rows]
     pos = torch.arange(S)[None].expand(B, S).reshape(-1)[rows]
     padded = len(rows) < B * S
     return BatchContext(B, S, rows if padded else None, sample, pos, sample * 1000 + pos)
@@ -241,6 +242,37 @@ def test_accumulator_state_equals_eager(monkeypatch, kernel):
             assert torch.allclose(a, b, rtol=1e-12, atol=1e-9, equal_nan=True), f
         else:
             assert torch.equal(a.nan_to_num(-7), b.nan_to_num(-7)), f
+
+
+@needs_native
+def test_native_topk_merge_equals_the_torch_path(monkeypatch):
+    """The one-scan native merge keeps exactly the entries the torch path keeps: ties of
+    equal values across batches (BOS-like rows), padding, nan/inf rows, and a batch fed
+    twice (equal keys: the held entry stays first)."""
+    g = torch.Generator().manual_seed(11)
+    batches = []
+    for b in range(7):
+        B, S = 3, 10
+        x = torch.randint(-40, 41, (B, S, 16), generator=g).float() / 4  # many equal maxima
+        x[:, :3, 2] = 30.0  # the same top value at positions 0-2 of every sample
+        if b == 2:
+            x[1, 4, 0], x[2, 5, 3] = float("nan"), float("inf")
+        lengths = [S, S - 3 - b % 3, S - 1] if b % 2 else [S] * B
+        samples = [(3 * b + i * 5) % 21 for i in range(B)]
+        batches.append((x, lengths, samples))
+    batches.append(batches[3])  # the same batch again
+    states = {}
+    for k in ("eager", "native"):
+        monkeypatch.setenv("ACTSCOPE_KERNEL", k)
+        acc = Accumulator({"site": 16}, 21, "cpu", ("topk",))
+        for x, lengths, samples in batches:
+            acc.begin_batch(_ctx(3, 10, lengths, samples))
+            acc.update(0, x)
+            acc.end_batch()
+        states[k] = acc.state_dict()
+    assert states["eager"]["site/topk/absval"][-1] == 30.0  # ties at the k-th entry happened
+    for f, a in states["eager"].items():
+        assert torch.equal(a, states["native"][f]), f
 
 
 def test_batch_top_orders_like_select_top():

@@ -269,3 +269,38 @@ void rows_argmax(const float *x, int64_t C, const int64_t *rows, int64_t k, int6
         val[i] = row[best];
     }
 }
+
+/* Top-k merge: the k best of the current entries and the N rows of one batch, best first
+ * by (absval descending, sample ascending, pos ascending): topk.select_top's order. A row
+ * enters only if strictly better than the k-th entry; on equal keys the entry already held
+ * stays first (a stable merge with the held entries first). Rows with tok_abs -1 (padding,
+ * inf, nan) lose to empty slots (-1, sample -1). rowmap: full-row index of each row, or
+ * NULL when they coincide; x: (full rows, C). State arrays are updated in place. */
+static int worse(float a1, int64_t s1, int64_t p1, float a2, int64_t s2, int64_t p2) { /* 1 worse than 2 */
+    if (a1 != a2) return a1 < a2;
+    if (s1 != s2) return s1 > s2;
+    return p1 > p2;
+}
+
+int64_t topk_merge(const float *x, int64_t C, const float *tok_abs, int64_t N, const int64_t *rowmap,
+                   const int64_t *sample, const int64_t *pos, const int64_t *token, int64_t k, float *absval,
+                   float *value, int64_t *s_sample, int64_t *s_pos, int64_t *s_channel, int64_t *s_token) {
+    int64_t entered = 0;
+    for (int64_t r = 0; r < N; r++) {
+        float a = tok_abs[r];
+        if (k < 1 || !worse(absval[k - 1], s_sample[k - 1], s_pos[k - 1], a, sample[r], pos[r])) continue;
+        int64_t i = k - 1; /* shift worse entries down, insert after the last not-worse one */
+        while (i > 0 && worse(absval[i - 1], s_sample[i - 1], s_pos[i - 1], a, sample[r], pos[r])) {
+            absval[i] = absval[i - 1], value[i] = value[i - 1], s_sample[i] = s_sample[i - 1];
+            s_pos[i] = s_pos[i - 1], s_channel[i] = s_channel[i - 1], s_token[i] = s_token[i - 1];
+            i--;
+        }
+        int64_t ch;
+        float v;
+        rows_argmax(x, C, rowmap ? rowmap + r : &r, 1, &ch, &v);
+        absval[i] = a, value[i] = v, s_sample[i] = sample[r], s_pos[i] = pos[r];
+        s_channel[i] = ch, s_token[i] = token[r];
+        entered++;
+    }
+    return entered;
+}

@@ -104,6 +104,8 @@ def _build() -> ctypes.CDLL:
     lib.site_partials.restype = ctypes.c_int
     lib.rows_argmax.argtypes = [_P, ctypes.c_int64, _P, ctypes.c_int64, _P, _P]
     lib.rows_argmax.restype = None
+    lib.topk_merge.argtypes = [_P, ctypes.c_int64, _P, ctypes.c_int64, _P, _P, _P, _P, ctypes.c_int64] + [_P] * 6
+    lib.topk_merge.restype = ctypes.c_int64
     return lib
 
 
@@ -212,3 +214,28 @@ def rows_argmax(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torc
     ch, val = torch.empty(k, dtype=torch.int64), torch.empty(k, dtype=torch.float32)
     lib.rows_argmax(x.data_ptr(), x.shape[1], rows.data_ptr(), k, ch.data_ptr(), val.data_ptr())
     return ch, val
+
+
+def topk_merge(x: torch.Tensor, tok_abs: torch.Tensor, rowmap: torch.Tensor | None, sample, pos, token, state) -> bool:
+    """Merge one batch's rows into top-k state arrays in place (native.c states the order).
+    x: (full rows, C) float32 CPU; tok_abs, sample, pos, token: (N,) over real rows;
+    rowmap: (N,) full-row index of each real row, or None; state: the six arrays of
+    topk._FIELDS, contiguous. False if the kernel cannot run (nothing was changed)."""
+    lib = library()
+    if lib is None or not supports(x) or not x.is_contiguous():
+        return False
+    i64 = [t for t in (sample, pos, token, rowmap, *state[2:]) if t is not None]
+    if tok_abs.dtype != torch.float32 or any(t.dtype != torch.int64 for t in i64):
+        return False
+    if any(t.dtype != torch.float32 or not t.is_contiguous() for t in state[:2]) or any(
+        not t.is_contiguous() for t in state
+    ):
+        return False
+    tok_abs, sample, pos, token = (t.contiguous() for t in (tok_abs, sample, pos, token))
+    rm = rowmap.contiguous() if rowmap is not None else None
+    k = state[0].shape[0]
+    lib.topk_merge(
+        x.data_ptr(), x.shape[1], tok_abs.data_ptr(), tok_abs.shape[0], rm.data_ptr() if rm is not None else None,
+        sample.data_ptr(), pos.data_ptr(), token.data_ptr(), k, *(t.data_ptr() for t in state),
+    )
+    return True

@@ -6,7 +6,8 @@ needed. Every entry is a distinct token. Ties (e.g. the BOS token, whose
 activations are identical in every sample) are broken by (sample, position),
 so the selection does not depend on how samples were batched or sharded.
 
-On the CPU, where reading a value costs no device sync, a batch is skipped when
+On the CPU the native kernel merges a batch in one scan (native.c: topk_merge).
+Otherwise, on the CPU, where reading a value costs no device sync, a batch is skipped when
 none of its tokens can enter: its largest per-token max|a| is below the k-th
 entry, or equal to it (the BOS token of every sample, in Gemma) with no such
 token ahead of the k-th entry in (sample, position) order.
@@ -86,9 +87,16 @@ class TopK(Statistic):
         return not bool(((v.tok_abs == top) & ahead).any())
 
     def update(self, v: SiteView) -> None:
+        ctx = v.ctx
+        if choice() != "eager" and v.full.device.type == "cpu":
+            new = [getattr(self, f).clone() for f in _FIELDS]  # the held arrays may be shared
+            if native.topk_merge(v.full, v.tok_abs, ctx.rows, ctx.sample, ctx.pos, ctx.token, new):
+                for f, t in zip(_FIELDS, new):
+                    setattr(self, f, t)
+                self._floor = None
+                return
         if self._floor is not None and self._nothing_enters(v):
             return
-        ctx = v.ctx
         rows = batch_top(v.tok_abs, ctx.rank, self.k)  # (k,) indices into the view's rows
         ch, value = row_peaks(v.full, v.flat(rows))
         new = {
