@@ -9,6 +9,7 @@ activations; sums (float64 in all three) to 1e-9 of the sum of |terms|.
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -38,6 +39,11 @@ def heavy_rows(R, C, seed, nonfinite=True):
     x[2, 1] = -700.0
     x[2, 2:] = 1e-4
     x[3, 0], x[3, 1] = 1e-42, -0.0  # subnormal, negative zero
+    if C >= 40 and R > 8:  # candidates whose median is 0.5: elements >= 500 are massive
+        x[7] = 0.5
+        x[7, 10:30] = torch.logspace(math.log10(150), 6, 20)  # many > 100: the quickselect path
+        x[8, :32], x[8, 32:] = -0.5, 50.0  # the lower median (32nd of 64 smallest) is 0.5
+        x[8, [33, 39, 47, 51, 60]] = torch.tensor([150.0, 499.9, 500.0, -501.0, 2e5])  # 500: both boundaries
     if nonfinite:
         x[4, 2] = float("nan")
         x[5, 0], x[5, 1] = float("inf"), float("-inf")

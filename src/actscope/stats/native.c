@@ -111,22 +111,42 @@ static float kth_smallest(float *a, int64_t n, int64_t k) { /* Hoare quickselect
 }
 
 /* A token whose max|a| ta > 100: is its lower median <= ta / 1000 (then it may hold a
- * massive activation), and if so which elements are > 100 and >= 1000 x median. */
+ * massive activation), and if so which elements are > 100 and >= 1000 x median.
+ * 1000 x med <= a  <=>  #{c : 1000 x |x_c| <= a} >= need, because 1000 x y (in float) is
+ * monotone in y; so each element > 100 is tested with one counting pass, exactly. Such
+ * elements are few in a candidate token (at most half of them exceed ta / 1000); past
+ * BIG_MAX the median is found by quickselect instead. */
+#define BIG_MAX 8
 static int massive_row(const float *row, int64_t C, float ta, part_t *p) {
     float t = ta / MASSIVE_RATIO;
-    int64_t small = 0, need = (C - 1) / 2 + 1, hits = 0;
+    int64_t small = 0, need = (C - 1) / 2 + 1, hits = 0, big[BIG_MAX], nbig = 0;
 #pragma omp simd reduction(+ : small)
     for (int64_t c = 0; c < C; c++) small += fabsf(row[c]) <= t;
     if (small < need) return 0;
-    if (!p->scratch) p->scratch = malloc(C * sizeof(float));
-    if (!p->scratch) return -1;
-    for (int64_t c = 0; c < C; c++) p->scratch[c] = fabsf(row[c]);
-    float bar = MASSIVE_RATIO * kth_smallest(p->scratch, C, need - 1);
-    for (int64_t c = 0; c < C; c++) {
-        float a = fabsf(row[c]);
-        int hit = a > MASSIVE_ABS && a >= bar;
-        p->ch_massive[c] += hit;
-        hits += hit;
+    for (int64_t c = 0; c < C && nbig <= BIG_MAX; c++)
+        if (fabsf(row[c]) > MASSIVE_ABS) {
+            if (nbig < BIG_MAX) big[nbig] = c;
+            nbig++;
+        }
+    if (nbig <= BIG_MAX) {
+        for (int64_t i = 0; i < nbig; i++) {
+            float a = fabsf(row[big[i]]);
+            int64_t below = 0;
+#pragma omp simd reduction(+ : below)
+            for (int64_t c = 0; c < C; c++) below += MASSIVE_RATIO * fabsf(row[c]) <= a;
+            if (below >= need) p->ch_massive[big[i]]++, hits++;
+        }
+    } else {
+        if (!p->scratch) p->scratch = malloc(C * sizeof(float));
+        if (!p->scratch) return -1;
+        for (int64_t c = 0; c < C; c++) p->scratch[c] = fabsf(row[c]);
+        float bar = MASSIVE_RATIO * kth_smallest(p->scratch, C, need - 1);
+        for (int64_t c = 0; c < C; c++) {
+            float a = fabsf(row[c]);
+            int hit = a > MASSIVE_ABS && a >= bar;
+            p->ch_massive[c] += hit;
+            hits += hit;
+        }
     }
     p->si[2] += hits;
     p->si[3] += hits > 0;
