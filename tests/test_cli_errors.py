@@ -14,7 +14,12 @@ GOOD_CORPUS = '{"text": "hello world"}\n'
 def actscope(*args, cwd=None):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [sys.executable, "-m", "actscope", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+        [sys.executable, "-m", "actscope", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
     )
 
 
@@ -117,7 +122,16 @@ def test_zero_or_negative_limit(tmp_path, corpus_file):
 
 
 def test_sites_matching_nothing(tmp_path, corpus_file):
-    r = actscope("measure", "smollm2-135m", "--corpus", str(corpus_file), "--sites", "layers.999.*", "-o", str(tmp_path / "o"))
+    r = actscope(
+        "measure",
+        "smollm2-135m",
+        "--corpus",
+        str(corpus_file),
+        "--sites",
+        "layers.999.*",
+        "-o",
+        str(tmp_path / "o"),
+    )
     assert_clean_error(r, "matches no site")
     assert not (tmp_path / "o" / "run.json").exists()
 
@@ -126,7 +140,9 @@ def test_model_that_is_not_a_causal_lm(tmp_path, corpus_file):
     from transformers import AutoConfig
 
     d = tmp_path / "bert"
-    AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(d)
+    AutoConfig.for_model(
+        "bert", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    ).save_pretrained(d)
     (d / "model.safetensors").write_bytes(b"")
     r = actscope("measure", str(d), "--corpus", str(corpus_file), "-o", str(tmp_path / "o"))
     assert_clean_error(r, "causal")

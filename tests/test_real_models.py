@@ -77,7 +77,9 @@ def test_logits_identical_with_and_without_measuring(which, request, tmp_path):
 
 
 def test_smollm_measure_end_to_end(smollm, tmp_path):
-    out = measure(MeasureConfig(out=str(tmp_path / "s"), progress=False), loaded=smollm, corpus=tiny_corpus(4))
+    out = measure(
+        MeasureConfig(out=str(tmp_path / "s"), progress=False), loaded=smollm, corpus=tiny_corpus(4)
+    )
     man = json.loads((out / "run.json").read_text())
     assert man["model"]["model_type"] == "llama"
     assert man["settings"]["bos"] == "auto"
@@ -94,7 +96,9 @@ def test_float16_overflow_is_reported(tmp_path, gemma):  # gemma fixture: the co
     import sys
 
     corpus = tmp_path / "c.jsonl"
-    corpus.write_text('{"text": "The quick brown fox jumps over the lazy dog."}\n{"text": "def f(x):\\n    return x"}\n')
+    corpus.write_text(
+        '{"text": "The quick brown fox jumps over the lazy dog."}\n{"text": "def f(x):\\n    return x"}\n'
+    )
     r = subprocess.run(
         [sys.executable, "-m", "actscope", "measure", "gemma-3-270m", "--dtype", "float16", "--corpus", str(corpus),
          "-o", str(tmp_path / "run"), "--no-progress"],

@@ -68,12 +68,16 @@ def test_measuring_leaves_logits_unchanged():
         from actscope.stats.accumulator import Accumulator
 
         probe = probe_sites(loaded.model, plan.bindings, ids, torch.ones_like(ids))
-        acc = Accumulator(probe.channels, 2, "cpu", ("extrema", "moments", "histogram", "topk", "massive", "samples"))
+        acc = Accumulator(
+            probe.channels, 2, "cpu", ("extrema", "moments", "histogram", "topk", "massive", "samples")
+        )
         from actscope.corpus import make_batches
         from actscope.corpus.tokenize import Sequence
         from actscope.runner import batch_context
 
-        batch = make_batches([Sequence(0, 0, tuple(ids[0].tolist())), Sequence(1, 0, tuple(ids[1].tolist()))])[0]
+        batch = make_batches(
+            [Sequence(0, 0, tuple(ids[0].tolist())), Sequence(1, 0, tuple(ids[1].tolist()))]
+        )[0]
         with HookSet(loaded.model, probe.bindings, acc.update):
             acc.begin_batch(batch_context(batch, "cpu"))
             got = loaded.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
@@ -116,8 +120,16 @@ def test_padded_run_matches_unpadded_run(tmp_path):
     so values agree to float tolerance; that padding never enters the statistics is
     tested exactly in tests/stats/test_accumulator.py::test_padding_never_leaks."""
     loaded = tiny_loaded("llama")
-    a = measure(MeasureConfig(out=str(tmp_path / "a"), progress=False, max_batch=8), loaded=loaded, corpus=tiny_corpus())
-    b = measure(MeasureConfig(out=str(tmp_path / "b"), progress=False, max_batch=1), loaded=loaded, corpus=tiny_corpus())
+    a = measure(
+        MeasureConfig(out=str(tmp_path / "a"), progress=False, max_batch=8),
+        loaded=loaded,
+        corpus=tiny_corpus(),
+    )
+    b = measure(
+        MeasureConfig(out=str(tmp_path / "b"), progress=False, max_batch=1),
+        loaded=loaded,
+        corpus=tiny_corpus(),
+    )
     ja = json.loads((a / "run.json").read_text())
     jb = json.loads((b / "run.json").read_text())
     assert ja["tokens"]["padding_fraction"] > 0 and jb["tokens"]["padding_fraction"] == 0
@@ -132,7 +144,9 @@ def test_padded_run_matches_unpadded_run(tmp_path):
 
 def test_moe_summary_reports_expert_load(tmp_path):
     loaded = tiny_loaded("qwen3_moe", num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)
-    out = measure(MeasureConfig(out=str(tmp_path / "moe"), progress=False), loaded=loaded, corpus=tiny_corpus())
+    out = measure(
+        MeasureConfig(out=str(tmp_path / "moe"), progress=False), loaded=loaded, corpus=tiny_corpus()
+    )
     man = json.loads((out / "run.json").read_text())
     ex = man["summary"]["experts"]
     assert len(ex["load"]) == 2  # one routing site per MoE layer

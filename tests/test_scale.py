@@ -31,13 +31,19 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
     p = tmp_path_factory.mktemp("corpus") / "c.jsonl"
-    lines = [json.dumps({"text": t * (1 + i % 3), "domain": f"d{i % 3}", "id": f"s{i}"}) for i, t in enumerate(TEXTS * 3)]
+    lines = [
+        json.dumps({"text": t * (1 + i % 3), "domain": f"d{i % 3}", "id": f"s{i}"})
+        for i, t in enumerate(TEXTS * 3)
+    ]
     p.write_text("\n".join(lines) + "\n")
     return p
 
 
 def tables(run):
-    out = {t: pq.read_table(run / f"{t}.parquet").to_pylist() for t in ("sites", "channels", "hist", "topk", "samples")}
+    out = {
+        t: pq.read_table(run / f"{t}.parquet").to_pylist()
+        for t in ("sites", "channels", "hist", "topk", "samples")
+    }
     out["summary"] = json.loads((run / "run.json").read_text())["summary"]
     return out
 
@@ -64,7 +70,12 @@ def assert_same_run(a, b, rel=1e-9):
 
 def run_cli(*args, env=None, **kw):
     return subprocess.run(
-        [sys.executable, "-m", "actscope", *args], capture_output=True, text=True, env=env or os.environ, timeout=900, **kw
+        [sys.executable, "-m", "actscope", *args],
+        capture_output=True,
+        text=True,
+        env=env or os.environ,
+        timeout=900,
+        **kw,
     )
 
 
@@ -75,7 +86,10 @@ def test_shards_merge_equal_the_whole(tmp_path, model_dir, corpus_file):
     merged = merge_runs(shards, tmp_path / "merged")
     assert_same_run(whole, merged)
     man = json.loads((merged / "run.json").read_text())
-    assert man["shards_merged"] == "3 of 3" and man["tokens"]["measured"] == json.loads((whole / "run.json").read_text())["tokens"]["measured"]
+    assert (
+        man["shards_merged"] == "3 of 3"
+        and man["tokens"]["measured"] == json.loads((whole / "run.json").read_text())["tokens"]["measured"]
+    )
 
 
 def test_merge_refuses_runs_of_different_models(tmp_path, model_dir, corpus_file):
@@ -89,7 +103,9 @@ def test_merge_refuses_runs_of_different_models(tmp_path, model_dir, corpus_file
     b = measure(MeasureConfig(model=str(other), out=str(tmp_path / "b"), shard=(1, 2), **base))
     with pytest.raises(RunDirError, match="different models"):
         merge_runs([a, b], tmp_path / "m")
-    c = measure(MeasureConfig(model=str(model_dir), out=str(tmp_path / "c"), shard=(1, 2), dtype="bfloat16", **base))
+    c = measure(
+        MeasureConfig(model=str(model_dir), out=str(tmp_path / "c"), shard=(1, 2), dtype="bfloat16", **base)
+    )
     with pytest.raises(RunDirError, match="different dtypes"):
         merge_runs([a, c], tmp_path / "m")
 
@@ -114,14 +130,18 @@ def test_torchrun_two_processes_equal_one(tmp_path, model_dir, corpus_file):
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, smollm):
     """A real model, killed with SIGKILL at a random batch, resumed: same results."""
     corpus = tmp_path / "c.jsonl"
-    corpus.write_text("\n".join(json.dumps({"text": t * 4, "id": f"s{i}"}) for i, t in enumerate(TEXTS * 2)) + "\n")
+    corpus.write_text(
+        "\n".join(json.dumps({"text": t * 4, "id": f"s{i}"}) for i, t in enumerate(TEXTS * 2)) + "\n"
+    )
     args = ["measure", "smollm2-135m", "--corpus", str(corpus), "--max-batch", "1", "--checkpoint-every", "1",
             "--sites", "residual,mlp,linear_input", "--no-progress"]  # fmt: skip
     full = run_cli(*args, "-o", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr[-3000:]
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "actscope", *args, "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "actscope", *args, "-o", str(out)], stderr=subprocess.PIPE, text=True
+    )
     state = out / "state" / "accumulators.safetensors"
     deadline = time.time() + 600
     while not state.exists() and proc.poll() is None and time.time() < deadline:
@@ -154,13 +174,38 @@ def test_sigterm_checkpoints_and_marks_interrupted(tmp_path, model_dir, corpus_f
     _StopOnSignal.__enter__ = enter
     try:
         with pytest.raises(Interrupted, match="--resume"):
-            measure(MeasureConfig(model=str(model_dir), corpus=str(corpus_file), out=str(tmp_path / "r"), max_batch=2, progress=False))
+            measure(
+                MeasureConfig(
+                    model=str(model_dir),
+                    corpus=str(corpus_file),
+                    out=str(tmp_path / "r"),
+                    max_batch=2,
+                    progress=False,
+                )
+            )
     finally:
         _StopOnSignal.__enter__ = original
     man = json.loads((tmp_path / "r" / "run.json").read_text())
     assert man["status"] == "interrupted"
-    done = measure(MeasureConfig(model=str(model_dir), corpus=str(corpus_file), out=str(tmp_path / "r"), max_batch=2, progress=False, resume=True))
-    whole = measure(MeasureConfig(model=str(model_dir), corpus=str(corpus_file), out=str(tmp_path / "w"), max_batch=2, progress=False))
+    done = measure(
+        MeasureConfig(
+            model=str(model_dir),
+            corpus=str(corpus_file),
+            out=str(tmp_path / "r"),
+            max_batch=2,
+            progress=False,
+            resume=True,
+        )
+    )
+    whole = measure(
+        MeasureConfig(
+            model=str(model_dir),
+            corpus=str(corpus_file),
+            out=str(tmp_path / "w"),
+            max_batch=2,
+            progress=False,
+        )
+    )
     assert_same_run(whole, done)
 
 
@@ -187,7 +232,9 @@ def test_forced_offload_equals_in_memory(tmp_path, model_dir, corpus_file):
     """device_map=auto with a tiny CPU budget puts layers on disk; hooks still see every site once."""
     base = dict(model=str(model_dir), corpus=str(corpus_file), progress=False, max_batch=4)
     ref = measure(MeasureConfig(out=str(tmp_path / "mem"), **base))
-    off = measure(MeasureConfig(out=str(tmp_path / "off"), device_map="auto", max_memory={"cpu": "150KB"}, **base))
+    off = measure(
+        MeasureConfig(out=str(tmp_path / "off"), device_map="auto", max_memory={"cpu": "150KB"}, **base)
+    )
     man = json.loads((off / "run.json").read_text())
     assert "disk" in man["model"]["device_map"].values()
     assert_same_run(ref, off)

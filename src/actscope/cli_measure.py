@@ -11,13 +11,19 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 def register(sub) -> None:
     m = sub.add_parser("measure", help="stream a corpus through a model and record activation statistics")
-    m.add_argument("model", nargs="?", default="gemma-3-270m", help="built-in name, model directory or .gguf file")
-    m.add_argument("--corpus", default="quick", help="built-in profile (quick, standard, full) or a JSONL file")
+    m.add_argument(
+        "model", nargs="?", default="gemma-3-270m", help="built-in name, model directory or .gguf file"
+    )
+    m.add_argument(
+        "--corpus", default="quick", help="built-in profile (quick, standard, full) or a JSONL file"
+    )
     m.add_argument("--out", "-o", help="run directory (default runs/MODEL-CORPUS)")
     add_model_args(m)
     m.add_argument("--sites", help="site kinds, presets (all, paper) or globs, comma-separated")
     m.add_argument("--max-length", type=int, default=2048, help="tokens per sequence (default 2048)")
-    m.add_argument("--overflow", choices=("truncate", "window"), default="truncate", help="longer samples: cut or split")
+    m.add_argument(
+        "--overflow", choices=("truncate", "window"), default="truncate", help="longer samples: cut or split"
+    )
     m.add_argument("--bos", default="auto", help="auto (tokenizer default), always or never")
     m.add_argument("--limit", type=int, help="measure only the first N samples")
     m.add_argument("--token-budget", type=int, default=8192, help="padded tokens per batch")
@@ -25,9 +31,13 @@ def register(sub) -> None:
     m.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     m.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     m.add_argument("--shard", type=_shard, help="measure the I-th of N deterministic slices (I/N, 0-based)")
-    m.add_argument("--chat-template", action="store_true", help="wrap each sample as a user turn (instruct models)")
+    m.add_argument(
+        "--chat-template", action="store_true", help="wrap each sample as a user turn (instruct models)"
+    )
     m.add_argument("--device-map", help="accelerate device map, e.g. auto (offloads what does not fit)")
-    m.add_argument("--max-memory", type=_max_memory, help="per-device memory for --device-map, e.g. cpu=2GiB,0=20GiB")
+    m.add_argument(
+        "--max-memory", type=_max_memory, help="per-device memory for --device-map, e.g. cpu=2GiB,0=20GiB"
+    )
     m.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -71,7 +81,9 @@ def _max_memory(text: str) -> dict:
     for part in text.split(","):
         key, _, val = part.partition("=")
         if not val:
-            raise argparse.ArgumentTypeError(f"invalid --max-memory part {part!r}; use DEVICE=SIZE, e.g. cpu=2GiB")
+            raise argparse.ArgumentTypeError(
+                f"invalid --max-memory part {part!r}; use DEVICE=SIZE, e.g. cpu=2GiB"
+            )
         out[int(key) if key.isdigit() else key] = val
     return out
 
@@ -81,7 +93,9 @@ def add_model_args(p) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--cache-dir", help="where converted GGUF models are cached (default ~/.cache/actscope)")
     p.add_argument("--trust-remote-code", action="store_true", help="run the model repository's own code")
-    p.add_argument("--allow-pickle", action="store_true", help="load pickled .bin/.pt weights (trusted files only)")
+    p.add_argument(
+        "--allow-pickle", action="store_true", help="load pickled .bin/.pt weights (trusted files only)"
+    )
 
 
 def _model_kwargs(a) -> dict:

@@ -48,7 +48,9 @@ class MeasureConfig:
         if self.max_batch < 1:
             raise UserError(f"--max-batch {self.max_batch} must be at least 1", "give a positive batch size")
         if self.checkpoint_every < 1:
-            raise UserError(f"--checkpoint-every {self.checkpoint_every} must be at least 1", "give a positive number")
+            raise UserError(
+                f"--checkpoint-every {self.checkpoint_every} must be at least 1", "give a positive number"
+            )
         if self.shard is not None:
             i, n = self.shard
             if not (n >= 1 and 0 <= i < n):

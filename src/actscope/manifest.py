@@ -39,11 +39,12 @@ def build_manifest(cfg, loaded, corpus, tcfg, plan, probe, seqs, device) -> dict
         "max_batch": cfg.max_batch,
         "statistics": list(cfg.statistics),
         "sites": cfg.sites,
-
         "limit": cfg.limit,
     }
     fingerprint = hashlib.sha256(
-        json.dumps([loaded.info.get("sha256"), corpus.hash, settings, list(probe.channels)], sort_keys=True).encode()
+        json.dumps(
+            [loaded.info.get("sha256"), corpus.hash, settings, list(probe.channels)], sort_keys=True
+        ).encode()
     ).hexdigest()
     return {
         "schema_version": SCHEMA_VERSION,

@@ -35,7 +35,9 @@ def check_compatible(runs: list[Path], manifests: list[dict]) -> None:
                 )
     for run, m in zip(runs, manifests):
         if m.get("status") != "complete":
-            raise RunDirError(f"run {run} is not complete (status {m.get('status')})", "finish it with --resume first")
+            raise RunDirError(
+                f"run {run} is not complete (status {m.get('status')})", "finish it with --resume first"
+            )
     shards = [tuple(m["shard"]) if m.get("shard") else None for m in manifests]
     if None in shards:
         raise RunDirError("only shard runs (measured with --shard I/N) can be merged", "measure with --shard")
@@ -67,7 +69,8 @@ def merge_runs(runs: list[str | Path], out: str | Path, *, overwrite: bool = Fal
         corpus = replace(corpus, samples=corpus.samples[: base["settings"]["limit"]])
     if corpus.hash != base["corpus"]["hash"]:
         raise RunDirError(
-            f"corpus {base['corpus']['name']} changed since the shards were measured", "merge where the corpus is unchanged"
+            f"corpus {base['corpus']['name']} changed since the shards were measured",
+            "merge where the corpus is unchanged",
         )
     tok = load_tokenizer(base["model"]["source"])
     n = base["shard"][1]
@@ -86,6 +89,8 @@ def merge_runs(runs: list[str | Path], out: str | Path, *, overwrite: bool = Fal
     out = prepare_run_dir(out, overwrite=overwrite, resume=False)
     from .results import save_state
 
-    save_state(out, total.state_dict(), {"fingerprint": base["fingerprint"], "part": 0, "parts": 1, "final": True})
+    save_state(
+        out, total.state_dict(), {"fingerprint": base["fingerprint"], "part": 0, "parts": 1, "final": True}
+    )
     write_results(out, manifest, total, corpus, tok)
     return out

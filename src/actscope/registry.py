@@ -42,7 +42,9 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         if name not in self._entries:
             close = difflib.get_close_matches(name, self._entries, n=3)
-            hint = f"did you mean {', '.join(close)}?" if close else f"choose one of: {', '.join(self.names())}"
+            hint = (
+                f"did you mean {', '.join(close)}?" if close else f"choose one of: {', '.join(self.names())}"
+            )
             raise UserError(f"unknown {self.what} {name!r}", hint)
         entry = self._entries[name]
         if isinstance(entry, str):

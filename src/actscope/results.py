@@ -48,7 +48,10 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool, resume: bool, dry: boo
         if resume:
             raise RunDirError(f"--resume given, but {out} holds no run", "drop --resume to start a new run")
         if not overwrite:
-            raise RunDirError(f"output directory {out} already exists", "pass --overwrite to replace it or --resume to continue it")
+            raise RunDirError(
+                f"output directory {out} already exists",
+                "pass --overwrite to replace it or --resume to continue it",
+            )
         if not is_run:
             raise RunDirError(f"{out} is not empty and is not an actscope run", "choose another --out")
         if dry:
@@ -57,7 +60,9 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool, resume: bool, dry: boo
     if dry:
         parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
         if not os.access(parent, os.W_OK):
-            raise RunDirError(f"cannot write to output directory {out} (permission denied)", "choose a writable --out")
+            raise RunDirError(
+                f"cannot write to output directory {out} (permission denied)", "choose a writable --out"
+            )
         return out
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +70,9 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool, resume: bool, dry: boo
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise RunDirError(f"cannot write to output directory {out} ({e.strerror})", "choose a writable --out") from None
+        raise RunDirError(
+            f"cannot write to output directory {out} ({e.strerror})", "choose a writable --out"
+        ) from None
     return out
 
 
@@ -99,7 +106,10 @@ def _json_default(o):
 def read_manifest(run: str | Path) -> dict:
     path = Path(run) / MANIFEST
     if not path.exists():
-        raise RunDirError(f"{run} is not an actscope run directory (no {MANIFEST})", "give the --out directory of a measure run")
+        raise RunDirError(
+            f"{run} is not an actscope run directory (no {MANIFEST})",
+            "give the --out directory of a measure run",
+        )
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -128,7 +138,9 @@ def read_table(run: str | Path, name: str) -> pa.Table:
 def save_state(out: Path, state: dict[str, torch.Tensor], meta: dict, name: str = STATE) -> None:
     """Atomic checkpoint of the accumulator state; meta identifies what it belongs to."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    _atomic_write(out / name, lambda p: save_file(tensors, p, metadata={"meta": json.dumps(meta, sort_keys=True)}))
+    _atomic_write(
+        out / name, lambda p: save_file(tensors, p, metadata={"meta": json.dumps(meta, sort_keys=True)})
+    )
 
 
 def load_state(out: Path, name: str = STATE) -> tuple[dict[str, torch.Tensor], dict]:
@@ -142,4 +154,6 @@ def load_state(out: Path, name: str = STATE) -> tuple[dict[str, torch.Tensor], d
             meta = json.loads((f.metadata() or {}).get("meta", "{}"))
         return load_file(str(path)), meta
     except Exception:
-        raise RunDirError(f"checkpoint {path} is corrupt", "delete it and start the run again without --resume") from None
+        raise RunDirError(
+            f"checkpoint {path} is corrupt", "delete it and start the run again without --resume"
+        ) from None

@@ -97,7 +97,9 @@ def measure(cfg: MeasureConfig, *, loaded=None, corpus=None) -> Path:
     distributed.init(rank, device)
     t_load = time.time()
 
-    tcfg = TokenizeConfig(bos=cfg.bos, max_length=cfg.max_length, overflow=cfg.overflow, chat_template=cfg.chat_template)
+    tcfg = TokenizeConfig(
+        bos=cfg.bos, max_length=cfg.max_length, overflow=cfg.overflow, chat_template=cfg.chat_template
+    )
     seqs = tokenize_corpus(corpus, tok, tcfg)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     all_batches = make_batches(seqs, token_budget=cfg.token_budget, max_batch=cfg.max_batch, pad_id=pad_id)
@@ -144,7 +146,11 @@ def _stream(model, batches, acc, probe, device, cfg, ckpt, stop, rank, manifest)
     total = sum(b.n_tokens for b in batches)
     done = sum(b.n_tokens for b in batches[: acc.batches_done])
     show = cfg.progress and rank.main
-    with HookSet(model, probe.bindings, acc.update) as hooks, torch.inference_mode(), _progress(show, total, done) as advance:
+    with (
+        HookSet(model, probe.bindings, acc.update) as hooks,
+        torch.inference_mode(),
+        _progress(show, total, done) as advance,
+    ):
         for bi in range(acc.batches_done, len(batches)):
             batch = batches[bi]
             acc.begin_batch(batch_context(batch, device))
@@ -196,7 +202,9 @@ def input_device(model) -> torch.device:
         for d in dmap.values():
             if d not in ("disk", "meta"):
                 return torch.device(f"cuda:{d}" if isinstance(d, int) else d)
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")  # all on disk: accelerate runs it here
+        return torch.device(
+            "cuda:0" if torch.cuda.is_available() else "cpu"
+        )  # all on disk: accelerate runs it here
     return next(model.parameters()).device
 
 
@@ -208,13 +216,19 @@ class _Checkpoint:
 
     @property
     def name(self) -> str:
-        return STATE if self.parts == 1 else STATE.replace(".safetensors", f".part{self.part}of{self.parts}.safetensors")
+        return (
+            STATE
+            if self.parts == 1
+            else STATE.replace(".safetensors", f".part{self.part}of{self.parts}.safetensors")
+        )
 
     def meta(self) -> dict:
         return {"fingerprint": self.fingerprint, "part": self.part, "parts": self.parts}
 
     def save(self, acc, final: bool = False) -> None:
-        save_state(self.out, acc.state_dict(), {**self.meta(), "final": final}, name=STATE if final else self.name)
+        save_state(
+            self.out, acc.state_dict(), {**self.meta(), "final": final}, name=STATE if final else self.name
+        )
 
     def load(self) -> dict:
         state, meta = load_state(self.out, name=self.name)

@@ -110,5 +110,7 @@ def select_sites(bindings: list[SiteBinding], spec: str | None) -> list[SiteBind
         if b.site.kind in wanted_kinds or any(fnmatch.fnmatchcase(b.site.name, g) for g in globs)
     ]
     if not chosen:
-        raise UserError(f"--sites {spec!r} matches no site of this model", "run `actscope sites MODEL` to list them")
+        raise UserError(
+            f"--sites {spec!r} matches no site of this model", "run `actscope sites MODEL` to list them"
+        )
     return chosen

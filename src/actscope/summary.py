@@ -58,7 +58,9 @@ def _write_sites(out: Path, rows: list[dict]) -> None:
 
 
 def _write_channels(out: Path, acc) -> None:
-    cols: dict[str, list] = {k: [] for k in ("site", "channel", "absmax", "mean", "rms", "sum_sq", "massive", "ge6")}
+    cols: dict[str, list] = {
+        k: [] for k in ("site", "channel", "absmax", "mean", "rms", "sum_sq", "massive", "ge6")
+    }
     for name in acc.names:
         ext, mom, mas = acc.stat(name, "extrema"), acc.stat(name, "moments"), acc.stat(name, "massive")
         tokens = max(int(ext.tokens), 1)
@@ -90,7 +92,20 @@ def _write_hist(out: Path, acc) -> None:
 
 
 def _write_topk(out: Path, acc, corpus, tok) -> dict[str, list[dict]]:
-    keys = ("site", "rank", "value", "absval", "sample", "sample_id", "domain", "pos", "channel", "token", "token_text", "context")
+    keys = (
+        "site",
+        "rank",
+        "value",
+        "absval",
+        "sample",
+        "sample_id",
+        "domain",
+        "pos",
+        "channel",
+        "token",
+        "token_text",
+        "context",
+    )
     cols: dict[str, list] = {k: [] for k in keys}
     per_site: dict[str, list[dict]] = {}
     ids_cache: dict[int, list[int]] = {}
@@ -147,7 +162,9 @@ def summarize(rows, topk, sample_max, corpus, acc, manifest) -> dict:
     resid = [r for r in hooked if r["kind"] == "residual"]
     resid_max = max((r["absmax"] for r in resid), default=None)
     nonfinite = {k: sum(int(r[k]) for r in hooked) for k in ("nan", "posinf", "neginf")}
-    first_bad = next((r["site"] for r in rows if r["alias_of"] is None and (r["nan"] or r["posinf"] or r["neginf"])), None)
+    first_bad = next(
+        (r["site"] for r in rows if r["alias_of"] is None and (r["nan"] or r["posinf"] or r["neginf"])), None
+    )
     all_max = np.max(np.stack(list(sample_max.values())), axis=0)
     domains = [s.domain for s in corpus.samples]
     carriers = sorted({r["kind"] for r in hooked if r["absmax"] == peak["absmax"]})
@@ -250,7 +267,9 @@ def _outlier_features(acc, manifest) -> dict:
     }
 
 
-def _domains_by_kind(sample_max: dict[str, np.ndarray], domains: list[str], manifest) -> dict[str, dict[str, float]]:
+def _domains_by_kind(
+    sample_max: dict[str, np.ndarray], domains: list[str], manifest
+) -> dict[str, dict[str, float]]:
     """kind -> domain -> max|a| over that kind's sites and the domain's samples."""
     kinds = {s["name"]: s["kind"] for s in manifest["sites"]}
     by_kind: dict[str, np.ndarray] = {}

@@ -1,8 +1,8 @@
 """Corpora: where texts come from, how they become token batches.
 
-    load_corpus(spec) -> Corpus                 (sources.py: profiles and user files)
-    tokenize_corpus(corpus, tokenizer, ...) -> list[Sequence]   (tokenize.py)
-    make_batches(sequences, ...) -> list[Batch]                 (batching.py)
+load_corpus(spec) -> Corpus                 (sources.py: profiles and user files)
+tokenize_corpus(corpus, tokenizer, ...) -> list[Sequence]   (tokenize.py)
+make_batches(sequences, ...) -> list[Batch]                 (batching.py)
 """
 
 from .batching import Batch, make_batches

@@ -23,7 +23,9 @@ def fmt(v, digits: int = 4) -> str:
     return str(v)
 
 
-def print_summary(run: str | Path, manifest: dict, *, all_sites: bool = False, console: Console | None = None) -> None:
+def print_summary(
+    run: str | Path, manifest: dict, *, all_sites: bool = False, console: Console | None = None
+) -> None:
     con = console or _console()
     s = manifest.get("summary") or {}
     model = manifest["model"]
@@ -105,7 +107,9 @@ def _safety(con: Console, s: dict) -> None:
     chans = of["channels"]
     more = f" (+{len(chans) - 16} more)" if len(chans) > 16 else ""
     con.print(f"  outlier-feature channels (LLM.int8 criterion, linear inputs): {chans[:16] or 'none'}{more}")
-    con.print(f"  [dim]quantiles are histogram bin midpoints, relative error <= {100 * s['quantile_rel_error']:.2f}%[/]")
+    con.print(
+        f"  [dim]quantiles are histogram bin midpoints, relative error <= {100 * s['quantile_rel_error']:.2f}%[/]"
+    )
 
 
 def _per_kind(con: Console, run, manifest: dict) -> None:
@@ -163,8 +167,15 @@ def _sites(con: Console, run) -> None:
         t.add_column(col)
     for r in read_table(run, "sites").to_pylist():
         t.add_row(
-            r["site"], r["kind"], fmt(r["absmax"]), fmt(r["min"]), fmt(r["max"]), fmt(r["rms"]), fmt(r["kurtosis"]),
-            fmt(r["q0.999"]), str(r["massive_elements"]),
+            r["site"],
+            r["kind"],
+            fmt(r["absmax"]),
+            fmt(r["min"]),
+            fmt(r["max"]),
+            fmt(r["rms"]),
+            fmt(r["kurtosis"]),
+            fmt(r["q0.999"]),
+            str(r["massive_elements"]),
         )
     con.print(t)
 
@@ -175,20 +186,28 @@ def print_sites(loaded, plan, chosen, *, coverage: bool = False, as_json: bool =
     from ..sites import KINDS
 
     if as_json:
-        print(json.dumps(
-            {
-                "model_type": plan.model_type,
-                "adapter": plan.table_name,
-                "sites": [
-                    {"name": b.site.name, "kind": b.site.kind, "module": b.module_path, "point": b.site.point, "note": b.note}
-                    for b in chosen
-                ],
-                "kinds_found": plan.kinds(),
-                "kinds_missing": plan.missing_kinds,
-                "kinds_absent": plan.absent_kinds,
-            },
-            indent=2,
-        ))
+        print(
+            json.dumps(
+                {
+                    "model_type": plan.model_type,
+                    "adapter": plan.table_name,
+                    "sites": [
+                        {
+                            "name": b.site.name,
+                            "kind": b.site.kind,
+                            "module": b.module_path,
+                            "point": b.site.point,
+                            "note": b.note,
+                        }
+                        for b in chosen
+                    ],
+                    "kinds_found": plan.kinds(),
+                    "kinds_missing": plan.missing_kinds,
+                    "kinds_absent": plan.absent_kinds,
+                },
+                indent=2,
+            )
+        )
         return
     con = _console()
     shapes = _probe_shapes(loaded, chosen)
@@ -196,7 +215,9 @@ def print_sites(loaded, plan, chosen, *, coverage: bool = False, as_json: bool =
     for col in ("name", "kind", "module", "point", "shape (probe)", "note"):
         t.add_column(col)
     for b in chosen:
-        t.add_row(b.site.name, b.site.kind, b.module_path, b.site.point, str(shapes.get(b.site.name, "-")), b.note)
+        t.add_row(
+            b.site.name, b.site.kind, b.module_path, b.site.point, str(shapes.get(b.site.name, "-")), b.note
+        )
     con.print(t)
     if coverage:
         found = set(plan.kinds())

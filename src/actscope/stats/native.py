@@ -104,7 +104,9 @@ def _build() -> ctypes.CDLL:
     lib.site_partials.restype = ctypes.c_int
     lib.rows_argmax.argtypes = [_P, ctypes.c_int64, _P, ctypes.c_int64, _P, _P]
     lib.rows_argmax.restype = None
-    lib.topk_merge.argtypes = [_P, ctypes.c_int64, _P, ctypes.c_int64, _P, _P, _P, _P, ctypes.c_int64] + [_P] * 6
+    lib.topk_merge.argtypes = [_P, ctypes.c_int64, _P, ctypes.c_int64, _P, _P, _P, _P, ctypes.c_int64] + [
+        _P
+    ] * 6
     lib.topk_merge.restype = ctypes.c_int64
     return lib
 
@@ -216,7 +218,9 @@ def rows_argmax(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torc
     return ch, val
 
 
-def topk_merge(x: torch.Tensor, tok_abs: torch.Tensor, rowmap: torch.Tensor | None, sample, pos, token, state) -> bool:
+def topk_merge(
+    x: torch.Tensor, tok_abs: torch.Tensor, rowmap: torch.Tensor | None, sample, pos, token, state
+) -> bool:
     """Merge one batch's rows into top-k state arrays in place (native.c states the order).
     x: (full rows, C) float32 CPU; tok_abs, sample, pos, token: (N,) over real rows;
     rowmap: (N,) full-row index of each real row, or None; state: the six arrays of
@@ -235,7 +239,15 @@ def topk_merge(x: torch.Tensor, tok_abs: torch.Tensor, rowmap: torch.Tensor | No
     rm = rowmap.contiguous() if rowmap is not None else None
     k = state[0].shape[0]
     lib.topk_merge(
-        x.data_ptr(), x.shape[1], tok_abs.data_ptr(), tok_abs.shape[0], rm.data_ptr() if rm is not None else None,
-        sample.data_ptr(), pos.data_ptr(), token.data_ptr(), k, *(t.data_ptr() for t in state),
+        x.data_ptr(),
+        x.shape[1],
+        tok_abs.data_ptr(),
+        tok_abs.shape[0],
+        rm.data_ptr() if rm is not None else None,
+        sample.data_ptr(),
+        pos.data_ptr(),
+        token.data_ptr(),
+        k,
+        *(t.data_ptr() for t in state),
     )
     return True
