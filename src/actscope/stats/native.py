@@ -228,12 +228,11 @@ def topk_merge(
     lib = library()
     if lib is None or not supports(x) or not x.is_contiguous():
         return False
+    f32 = (tok_abs, *state[:2])
     i64 = [t for t in (sample, pos, token, rowmap, *state[2:]) if t is not None]
-    if tok_abs.dtype != torch.float32 or any(t.dtype != torch.int64 for t in i64):
+    if any(t.dtype != torch.float32 for t in f32) or any(t.dtype != torch.int64 for t in i64):
         return False
-    if any(t.dtype != torch.float32 or not t.is_contiguous() for t in state[:2]) or any(
-        not t.is_contiguous() for t in state
-    ):
+    if not all(t.is_contiguous() for t in state):  # updated in place
         return False
     tok_abs, sample, pos, token = (t.contiguous() for t in (tok_abs, sample, pos, token))
     rm = rowmap.contiguous() if rowmap is not None else None
