@@ -163,6 +163,16 @@ def test_sigterm_checkpoints_and_marks_interrupted(tmp_path, model_dir, corpus_f
     from actscope.errors import Interrupted
     from actscope.runner import _StopOnSignal
 
+    def cfg(out, **kw):
+        return MeasureConfig(
+            model=str(model_dir),
+            corpus=str(corpus_file),
+            out=str(tmp_path / out),
+            max_batch=2,
+            progress=False,
+            **kw,
+        )
+
     # The signal arrives during the first batch; the loop stops after it with a checkpoint.
     original = _StopOnSignal.__enter__
 
@@ -174,38 +184,13 @@ def test_sigterm_checkpoints_and_marks_interrupted(tmp_path, model_dir, corpus_f
     _StopOnSignal.__enter__ = enter
     try:
         with pytest.raises(Interrupted, match="--resume"):
-            measure(
-                MeasureConfig(
-                    model=str(model_dir),
-                    corpus=str(corpus_file),
-                    out=str(tmp_path / "r"),
-                    max_batch=2,
-                    progress=False,
-                )
-            )
+            measure(cfg("r"))
     finally:
         _StopOnSignal.__enter__ = original
     man = json.loads((tmp_path / "r" / "run.json").read_text())
     assert man["status"] == "interrupted"
-    done = measure(
-        MeasureConfig(
-            model=str(model_dir),
-            corpus=str(corpus_file),
-            out=str(tmp_path / "r"),
-            max_batch=2,
-            progress=False,
-            resume=True,
-        )
-    )
-    whole = measure(
-        MeasureConfig(
-            model=str(model_dir),
-            corpus=str(corpus_file),
-            out=str(tmp_path / "w"),
-            max_batch=2,
-            progress=False,
-        )
-    )
+    done = measure(cfg("r", resume=True))
+    whole = measure(cfg("w"))
     assert_same_run(whole, done)
 
 
