@@ -10,7 +10,7 @@ import numpy as np
 from . import analysis
 from .results import write_manifest, write_table
 from .stats import histogram as H
-from .stats.tokens import MASSIVE_ABS, MASSIVE_RATIO, OUTLIER_ABS
+from .stats.kernels import MASSIVE_ABS, MASSIVE_RATIO, OUTLIER_ABS
 
 FP16_MAX = 65504.0
 FP8_E4M3_MAX = 448.0

@@ -100,6 +100,9 @@ def test_state_dict_roundtrip():
     b = Accumulator({"site": 8}, 1, "cpu", STATS)
     b.load_state_dict(a.state_dict())
     assert_same(results(a), results(b), rel=0)
+    before = {k: t.clone() for k, t in a.state_dict().items()}
+    run(b, [heavy(6, 8, 2) * 50], [6], [0])  # statistics update in place: b holds copies
+    assert all(torch.equal(t, before[k]) for k, t in a.state_dict().items())
 
 
 def test_topk_provenance_points_to_the_element():

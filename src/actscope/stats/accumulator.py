@@ -47,7 +47,7 @@ class Accumulator:
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.sample_tokens = state["_run/sample_tokens"].to(self.device)
+        self.sample_tokens = state["_run/sample_tokens"].to(self.device, copy=True)  # updated in place
         self.batches_done = int(state["_run/batches_done"])
         for name, stats in self.stats.items():
             for s in stats:

@@ -115,9 +115,10 @@ class Statistic:
         return {f: getattr(self, f) for f in self.merge_rules}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Copies: updates work in place, so held state never aliases the caller's tensors."""
         for f in self.merge_rules:
             cur = getattr(self, f)
-            setattr(self, f, state[f].to(device=cur.device, dtype=cur.dtype))
+            setattr(self, f, state[f].to(device=cur.device, dtype=cur.dtype, copy=True))
 
     def merge(self, other: Statistic) -> None:
         for f, rule in self.merge_rules.items():

@@ -271,24 +271,17 @@ int site_partials(const float *x, int64_t R, int64_t C, const uint8_t *keep, out
     return failed || !p0 ? -1 : 0;
 }
 
-/* Top-k provenance: for each of k rows, the first channel holding the row's max|a|
- * (the first nan, if any: torch.argmax semantics) and its signed value. */
-void rows_argmax(const float *x, int64_t C, const int64_t *rows, int64_t k, int64_t *ch, float *val) {
-    for (int64_t i = 0; i < k; i++) {
-        const float *row = x + rows[i] * C;
-        int64_t best = 0;
-        float top = -1.0f;
-        for (int64_t c = 0; c < C; c++) {
-            float a = fabsf(row[c]);
-            if (a != a) {
-                best = c;
-                break;
-            }
-            if (a > top) top = a, best = c;
-        }
-        ch[i] = best;
-        val[i] = row[best];
+/* Top-k provenance: the first channel holding a row's max|a| (the first nan, if any:
+ * torch.argmax semantics). */
+static int64_t row_argmax(const float *row, int64_t C) {
+    int64_t best = 0;
+    float top = -1.0f;
+    for (int64_t c = 0; c < C; c++) {
+        float a = fabsf(row[c]);
+        if (a != a) return c;
+        if (a > top) top = a, best = c;
     }
+    return best;
 }
 
 /* Top-k merge: the k best of the current entries and the N rows of one batch, best first
@@ -316,10 +309,9 @@ int64_t topk_merge(const float *x, int64_t C, const float *tok_abs, int64_t N, c
             s_pos[i] = s_pos[i - 1], s_channel[i] = s_channel[i - 1], s_token[i] = s_token[i - 1];
             i--;
         }
-        int64_t ch;
-        float v;
-        rows_argmax(x, C, rowmap ? rowmap + r : &r, 1, &ch, &v);
-        absval[i] = a, value[i] = v, s_sample[i] = sample[r], s_pos[i] = pos[r];
+        const float *row = x + (rowmap ? rowmap[r] : r) * C;
+        int64_t ch = row_argmax(row, C);
+        absval[i] = a, value[i] = row[ch], s_sample[i] = sample[r], s_pos[i] = pos[r];
         s_channel[i] = ch, s_token[i] = token[r];
         entered++;
     }

@@ -102,8 +102,6 @@ def _build() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(_compile(cc, out_dir, SOURCE.read_bytes())))
     lib.site_partials.argtypes = [_P, ctypes.c_int64, ctypes.c_int64, _P, ctypes.POINTER(_Out), ctypes.c_int]
     lib.site_partials.restype = ctypes.c_int
-    lib.rows_argmax.argtypes = [_P, ctypes.c_int64, _P, ctypes.c_int64, _P, _P]
-    lib.rows_argmax.restype = None
     lib.topk_merge.argtypes = [_P, ctypes.c_int64, _P, ctypes.c_int64, _P, _P, _P, _P, ctypes.c_int64] + [
         _P
     ] * 6
@@ -202,20 +200,6 @@ def site_partials(
     if threads is None:
         THREADS.record(n, R * C, time.perf_counter() - t)
     return out
-
-
-def rows_argmax(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """For (R, C) float32 CPU rows and (k,) int64 row indices: the first channel of each
-    row's max|a| (first nan if any) and its value, as `x[rows].abs().argmax(1)` does,
-    without gathering the rows. None if the kernel is unavailable."""
-    lib = library()
-    if lib is None or not supports(x) or not x.is_contiguous():
-        return None
-    rows = rows.contiguous()
-    k = rows.shape[0]
-    ch, val = torch.empty(k, dtype=torch.int64), torch.empty(k, dtype=torch.float32)
-    lib.rows_argmax(x.data_ptr(), x.shape[1], rows.data_ptr(), k, ch.data_ptr(), val.data_ptr())
-    return ch, val
 
 
 def topk_merge(

@@ -9,10 +9,11 @@ The per-token median costs a sort, so it is computed only where the test can
 pass. A token can hold a massive activation only if its max|a| > 100 and its
 (lower) median <= max|a| / 1000, i.e. at least (C-1)//2 + 1 of its elements are
 <= max|a| / 1000: one comparison pass finds these tokens exactly (kernels.py).
-The native CPU kernel then takes the median of every such token (in practice
-BOS and a few delimiter tokens); the torch implementation of up to CANDIDATES
-of them per batch and counts any beyond in `unchecked_tokens`: when that is
-non-zero the counts are lower bounds and the output says so.
+The native CPU kernel then tests every element > 100 of every such token (in
+practice BOS and a few delimiter tokens) by counting (native.c); the torch
+implementation takes the medians of up to CANDIDATES of them per batch and
+counts any beyond in `unchecked_tokens`: when that is non-zero the counts are
+lower bounds and the output says so.
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from __future__ import annotations
 import torch
 
 from .base import SiteView, Statistic
-from .kernels import CANDIDATES, MASSIVE_ABS, MASSIVE_RATIO, OUTLIER_ABS
-
-__all__ = ["CANDIDATES", "MASSIVE_ABS", "MASSIVE_RATIO", "OUTLIER_ABS", "Massive", "SampleMax"]
 
 
 class Massive(Statistic):

@@ -7,10 +7,10 @@ activations are identical in every sample) are broken by (sample, position),
 so the selection does not depend on how samples were batched or sharded.
 
 On the CPU the native kernel merges a batch in one scan (native.c: topk_merge).
-Otherwise, on the CPU, where reading a value costs no device sync, a batch is skipped when
-none of its tokens can enter: its largest per-token max|a| is below the k-th
-entry, or equal to it (the BOS token of every sample, in Gemma) with no such
-token ahead of the k-th entry in (sample, position) order.
+Without it, on the CPU (where reading a value costs no device sync), a batch is
+skipped when none of its tokens can enter: its largest per-token max|a| is below
+the k-th entry, or equal to it (the BOS token of every sample, in Gemma) with no
+such token ahead of the k-th entry in (sample, position) order.
 """
 
 from __future__ import annotations
@@ -45,8 +45,6 @@ def batch_top(absval: torch.Tensor, rank: torch.Tensor, k: int) -> torch.Tensor:
 
 def row_peaks(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(channel, float32 value) of the first max|a| of each of the given rows of x (R, C)."""
-    if choice() != "eager" and (out := native.rows_argmax(x, rows)) is not None:
-        return out  # CPU: no gather, and no small parallel ops (slow on a loaded machine)
     r = x.index_select(0, rows)  # (k, C)
     ch = r.abs().argmax(1)
     return ch, r.gather(1, ch[:, None]).squeeze(1).float()
@@ -64,39 +62,31 @@ class TopK(Statistic):
         for f in ("sample", "pos", "channel", "token"):
             setattr(self, f, torch.full((k,), -1, dtype=torch.int64, device=device))
 
-    def _cols(self) -> dict[str, torch.Tensor]:
-        return {f: getattr(self, f) for f in _FIELDS}
-
     def _set(self, cols: dict[str, torch.Tensor]) -> None:
         for f, t in select_top(cols, self.k).items():
             setattr(self, f, t)
-        if self.device.type == "cpu":
-            self._floor = float(self.absval[-1])
-            self._floor_at = (int(self.sample[-1]), int(self.pos[-1]))
-
-    _floor: float | None = None  # the k-th absval (CPU only); -1 while a slot is empty
-    _floor_at = (-1, -1)  # its (sample, pos)
 
     def _nothing_enters(self, v: SiteView) -> bool:
+        """No token of the batch can displace the k-th entry (host reads: CPU only)."""
+        floor = float(self.absval[-1])  # -1 while a slot is empty
         top = float(v.p.tok_abs.max())  # padding rows are -1: the max is over real tokens
-        if top != self._floor:
-            return top < self._floor
-        s, p = self._floor_at
+        if top != floor:
+            return top < floor
+        s, p = int(self.sample[-1]), int(self.pos[-1])
         ctx = v.ctx
         ahead = (ctx.sample < s) | ((ctx.sample == s) & (ctx.pos < p))
         return not bool(((v.tok_abs == top) & ahead).any())
 
     def update(self, v: SiteView) -> None:
         ctx = v.ctx
-        if choice() != "eager" and v.full.device.type == "cpu":
-            new = [getattr(self, f).clone() for f in _FIELDS]  # the held arrays may be shared
-            if native.topk_merge(v.full, v.tok_abs, ctx.rows, ctx.sample, ctx.pos, ctx.token, new):
-                for f, t in zip(_FIELDS, new):
-                    setattr(self, f, t)
-                self._floor = None
+        if v.full.device.type == "cpu":
+            state = [getattr(self, f) for f in _FIELDS]  # merged in place (never shared: base.py)
+            if choice() != "eager" and native.topk_merge(
+                v.full, v.tok_abs, ctx.rows, ctx.sample, ctx.pos, ctx.token, state
+            ):
                 return
-        if self._floor is not None and self._nothing_enters(v):
-            return
+            if self._nothing_enters(v):
+                return
         rows = batch_top(v.tok_abs, ctx.rank, self.k)  # (k,) indices into the view's rows
         ch, value = row_peaks(v.full, v.flat(rows))
         new = {
@@ -108,10 +98,6 @@ class TopK(Statistic):
             "token": ctx.token.index_select(0, rows),
         }
         self._set({f: torch.cat([getattr(self, f), new[f]]) for f in _FIELDS})
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
-        self._floor = None  # set again by the next merge of candidates
 
     def merge(self, other: Statistic) -> None:
         self._set({f: torch.cat([getattr(self, f), getattr(other, f).to(self.device)]) for f in _FIELDS})
