@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .corpus import load_corpus
 from .corpus.profiles import PROFILES, shipped_manifest
+from .errors import UserError
 
 console = Console()
 
@@ -22,14 +23,14 @@ def register(subparsers) -> None:
     sub.add_parser("list", help="built-in profiles and their domains").set_defaults(handler=cmd_list)
 
     show = sub.add_parser("show", help="print samples of a profile or corpus file")
-    show.add_argument("corpus", metavar="PROFILE_OR_PATH")
+    _corpus_args(show)
     show.add_argument("--domain", help="only samples of this domain")
     show.add_argument("-n", type=int, default=3, help="number of samples (default 3)")
     show.add_argument("--text-column", default="text")
     show.set_defaults(handler=cmd_show)
 
     stats = sub.add_parser("stats", help="samples, characters (and tokens) per domain")
-    stats.add_argument("corpus", metavar="PROFILE_OR_PATH")
+    _corpus_args(stats)
     stats.add_argument("--model", help="count tokens with this model's tokenizer")
     stats.add_argument("--text-column", default="text")
     stats.set_defaults(handler=cmd_stats)
@@ -51,6 +52,21 @@ def register(subparsers) -> None:
     build.add_argument("--out", type=Path, default=Path("actscope-corpus"), help="output directory")
     build.add_argument("--cache", type=Path, help="where downloaded packages are kept")
     build.set_defaults(handler=cmd_build)
+
+
+def _corpus_args(p) -> None:
+    """PROFILE_OR_PATH, or --profile NAME (`actscope corpus stats --profile full`)."""
+    p.add_argument("corpus", metavar="PROFILE_OR_PATH", nargs="?")
+    p.add_argument("--profile", choices=PROFILES, help="a built-in profile (instead of PROFILE_OR_PATH)")
+
+
+def _load(args: argparse.Namespace):
+    if (args.corpus is None) == (args.profile is None):
+        raise UserError(
+            "give one corpus: a profile name or path, or --profile NAME",
+            f"e.g. `actscope corpus {args.corpus_command} --profile quick`",
+        )
+    return load_corpus(args.profile or args.corpus, text_column=args.text_column)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -75,7 +91,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    corpus = load_corpus(args.corpus, text_column=args.text_column)
+    corpus = _load(args)
     samples = [s for s in corpus.samples if args.domain is None or s.domain == args.domain]
     if not samples:
         console.print(f"no samples of domain {args.domain!r}; domains: {', '.join(corpus.domains())}")
@@ -89,7 +105,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from .corpus.stats import domain_stats
 
-    corpus = load_corpus(args.corpus, text_column=args.text_column)
+    corpus = _load(args)
     tokenizer = _tokenizer(args.model) if args.model else None
     rows = domain_stats(corpus, tokenizer)
     table = Table(title=f"{corpus.name}: {len(corpus):,} samples, hash {corpus.hash[:12]}")
@@ -110,14 +126,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _tokenizer(source: str):
-    try:
-        from .models import load_tokenizer  # provided by the measurement engine
-    except ImportError:
-        from .errors import UserError
+    from .models import load_tokenizer
 
-        raise UserError(
-            "this build of actscope cannot load tokenizers yet", "run stats without --model"
-        ) from None
     return load_tokenizer(source)
 
 

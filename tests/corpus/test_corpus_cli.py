@@ -53,3 +53,19 @@ def test_build_needs_a_flag(capsys):
 def test_profile_choices():
     with pytest.raises(SystemExit):
         _run(["corpus", "build", "--profile", "huge"])
+
+
+def test_stats_profile_option_lists_the_full_corpus(capsys):
+    assert _run(["corpus", "stats", "--profile", "full"]) == 0
+    out = capsys.readouterr().out
+    domains = ["code", "dialogue_qa", "encyclopedia", "fiction", "legal", "math", "multilingual", "news"]
+    domains += ["scientific", "speech", "tech_docs", "web_email"]
+    assert all(f"│ {d} " in out for d in domains) and "│ total        │   5,000 │" in out
+
+
+@pytest.mark.parametrize("argv", [["corpus", "stats"], ["corpus", "show", "quick", "--profile", "full"]])
+def test_one_corpus_is_required(argv):
+    from actscope.errors import UserError
+
+    with pytest.raises(UserError, match="give one corpus"):
+        _run(argv)
