@@ -5,6 +5,11 @@ each one merges across batches, ranks and shards ("sum", "max" or "min"; a
 statistic with another rule overrides `merge`). update() is called from a
 forward hook: it must not loop over samples or tokens in Python and must not
 sync with the host (.item(), bool(tensor), nonzero).
+
+On the CPU the native kernel folds a batch into the state itself, one call per
+site for all statistics (accumulator.py): a statistic whose update() is one of
+the kernel's folds says so in `native_slots` (state field -> slot of native.c,
+whose fold is the one update() does). Tests hold the two paths equal.
 """
 
 from __future__ import annotations
@@ -102,6 +107,7 @@ class Statistic:
 
     name = "statistic"
     merge_rules: dict[str, str] = {}
+    native_slots: dict[str, str] = {}  # state field -> native.c slot; empty: update() only
 
     def __init__(self, channels: int, n_samples: int, device: torch.device):
         self.channels = channels

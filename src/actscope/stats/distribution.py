@@ -14,6 +14,7 @@ THRESHOLDS = (6.0, 100.0, 448.0, 57344.0, 65504.0)  # outlier, massive, FP8 E4M3
 class Histogram(Statistic):
     name = "histogram"
     merge_rules = {"hist": "sum"}
+    native_slots = {"hist": "hist"}
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)

@@ -18,6 +18,7 @@ class Extrema(Statistic):
         "max": "max",
         "ch_absmax": "max",
     }
+    native_slots = {f: f for f in merge_rules}
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)

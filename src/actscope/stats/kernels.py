@@ -47,7 +47,6 @@ class Partials:
     """One site, one batch. R rows (padding rows included), C channels, real = kept rows."""
 
     tok_abs: torch.Tensor  # (R,) f32 max|a| of each row; -1 for padding and rows holding inf/nan
-    mkey: torch.Tensor  # (R,) f32 tok_abs where the row may hold a massive activation, else -1
     ch_max: torch.Tensor  # (C,) f32 max|a| over real rows; nan where a nan was seen
     ch_s1: torch.Tensor  # (C,) f64 sum of a
     ch_s2: torch.Tensor  # (C,) f64 sum of a^2
@@ -108,7 +107,7 @@ def torch_partials(x: torch.Tensor, keep: torch.Tensor | None) -> tuple[torch.Te
     hit = (c > MASSIVE_ABS) & (c >= MASSIVE_RATIO * med[:, None]) & live[:, None]
     n_possible = possible.sum()
     si = torch.stack([big.sum(), n_possible, hit.sum(), hit.any(1).sum(), n_possible - live.sum()])
-    return tok_abs, mkey, ch_max, ch_s1, ch_s2, ch_ge6, hit.sum(0), hist, sd, si
+    return tok_abs, ch_max, ch_s1, ch_s2, ch_ge6, hit.sum(0), hist, sd, si
 
 
 def choice() -> str:

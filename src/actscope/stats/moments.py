@@ -25,6 +25,7 @@ class Moments(Statistic):
         "ch_s1": "sum",
         "ch_s2": "sum",
     }
+    native_slots = {"n": "elements", **{f: f for f in ("s1", "s2", "s3", "s4", "ch_s1", "ch_s2")}}
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)

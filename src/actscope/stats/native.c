@@ -1,6 +1,13 @@
 /* One pass over a site's (R, C) float32 rows computing every per-batch partial the
  * statistics need (kernels.py states the contract; torch_partials is the same in torch).
  *
+ * Two entry points share that pass:
+ *   site_partials  writes the partials (kernels.Partials): the contract the tests hold
+ *                  against a plain reference;
+ *   site_update    folds them straight into the statistics' state tensors, listed as
+ *                  (slot, length, pointer) entries, top-k and per-sample maxima included:
+ *                  the measuring path, one call per site and batch with no Python between.
+ *
  * Rows are cut into fixed chunks that the OpenMP threads torch already runs take one at
  * a time (libgomp is found by its soname: torch's own thread pool). Dynamic scheduling
  * keeps a loaded machine from stalling on a descheduled thread. Counts, maxima and the
@@ -16,66 +23,102 @@
 #define NB 16384 /* histogram bins: sign, 8 exponent bits, 5 mantissa bits */
 #define SHIFT 18 /* 23 - 5 mantissa bits */
 #endif
+#define SUBH 4 /* sub-histograms per thread: consecutive equal bins do not stall on one counter */
 #define MAXT 256
 #define MAX_CHUNKS 32         /* float64 column sums are kept per chunk: bounded memory */
-#define CHUNK_ELEMENTS 131072 /* at least this many elements per chunk (~0.2 ms of work) */
+#define CHUNK_ELEMENTS 131072 /* at least this many elements per chunk (~0.1 ms of work) */
 #ifdef _OPENMP
 #include <omp.h>
 #else /* built without OpenMP: one thread */
 static int omp_get_thread_num(void) { return 0; }
-static int omp_get_num_threads(void) { return 1; }
 #endif
 #define MASSIVE_ABS 100.0f
 #define MASSIVE_RATIO 1000.0f
 #define OUTLIER_ABS 6.0f
 
 typedef struct {
-    float *tok_abs, *mkey;   /* (R,) every row: max|a| (-1: padding or nonfinite); candidate key */
-    float *ch_max;           /* (C,) max|a|, nan once a nan was seen */
-    double *ch_s1, *ch_s2;   /* (C,) */
-    int64_t *ch_ge6;         /* (C,) elements with |a| >= 6 */
-    int64_t *ch_massive;     /* (C,) massive elements */
-    int64_t *hist;           /* (NB,) */
-    double *sd;              /* finite min, finite max, s1, s2, s3, s4 */
-    int64_t *si;             /* tokens > 100, candidates, massive elements, massive tokens, unchecked */
+    float *tok_abs;        /* (R,) every row: max|a| (-1: padding or nonfinite) */
+    float *ch_max;         /* (C,) max|a|, nan once a nan was seen */
+    double *ch_s1, *ch_s2; /* (C,) */
+    int64_t *ch_ge6;       /* (C,) elements with |a| >= 6 */
+    int64_t *ch_massive;   /* (C,) massive elements */
+    int64_t *hist;         /* (NB,) */
+    double *sd;            /* finite min, finite max, s1, s2, s3, s4 */
+    int64_t *si;           /* tokens > 100, candidates, massive elements, massive tokens, unchecked */
 } out_t;
 
-typedef struct { /* one thread's share; exact in any order */
-    float *ch_max; int64_t *ch_massive;
+/* One thread's share of a call, exact in any order. Kept per thread between calls (the
+ * histograms are large): the C-sized arrays are cleared at the start of a call, the
+ * histograms when they are read at its end. */
+typedef struct {
+    float *ch_max;
     uint32_t *ch_ge6; /* < R * C < 2**32 per call: 32 bits halve the traffic of the hot loop */
-    uint32_t *h; /* 4 sub-histograms: consecutive equal bins do not stall on one counter */
+    int64_t *ch_massive;
+    uint32_t *h; /* SUBH x NB */
     float *scratch;
+    int64_t cap; /* channels the arrays hold */
     float lo, hi; /* finite min and max */
     int64_t si[5];
 } part_t;
 
+static _Thread_local part_t tls_part;
+
+static void part_drop_arrays(part_t *p) {
+    free(p->ch_max), free(p->ch_ge6), free(p->ch_massive), free(p->scratch);
+    p->ch_max = NULL, p->ch_ge6 = NULL, p->ch_massive = NULL, p->scratch = NULL, p->cap = 0;
+}
+
+static part_t *part_get(int64_t C) { /* this thread's part, cleared for C channels; NULL: no memory */
+    part_t *p = &tls_part;
+    if (!p->h && !(p->h = calloc(SUBH * NB, sizeof(uint32_t)))) return NULL;
+    if (p->cap < C) {
+        part_drop_arrays(p);
+        p->ch_max = malloc(C * sizeof(float)), p->ch_ge6 = malloc(C * sizeof(uint32_t));
+        p->ch_massive = malloc(C * sizeof(int64_t)), p->scratch = malloc(C * sizeof(float));
+        if (!p->ch_max || !p->ch_ge6 || !p->ch_massive || !p->scratch) {
+            part_drop_arrays(p);
+            return NULL;
+        }
+        p->cap = C;
+    }
+    memset(p->ch_max, 0, C * sizeof(float)), memset(p->ch_ge6, 0, C * sizeof(uint32_t));
+    memset(p->ch_massive, 0, C * sizeof(int64_t));
+    p->lo = INFINITY, p->hi = -INFINITY;
+    memset(p->si, 0, sizeof(p->si));
+    return p;
+}
+
+/* One row: its extremes and float64 sums of a^3, a^4 (s), and the column partials: the
+ * chunk's float64 sums c1, c2 and this thread's max|a| and |a| >= 6 counts. The row sums
+ * of a and a^2 are the column sums added up (finish). Returns whether the row holds a nan. */
 static int row_stats(const float *row, int64_t C, part_t *p, double *c1, double *c2, double *s, float *pmn,
                      float *pmx) {
     float mn = INFINITY, mx = -INFINITY;
-    double s1 = 0, s2 = 0, s3 = 0, s4 = 0;
-    int64_t nan = 0;
+    double s3 = 0, s4 = 0;
+    int nan = 0;
     float *chm = p->ch_max;
     uint32_t *g6 = p->ch_ge6;
-#pragma omp simd reduction(min : mn) reduction(max : mx) reduction(+ : s1, s2, s3, s4, nan)
+#pragma omp simd reduction(min : mn) reduction(max : mx) reduction(+ : s3, s4) reduction(| : nan)
     for (int64_t c = 0; c < C; c++) {
         float v = row[c], a = fabsf(v), m = chm[c];
         mn = v < mn ? v : mn;
         mx = v > mx ? v : mx;
-        nan += v != v;
+        nan |= v != v;
         double d = v, d2 = d * d; /* exact: the square of a float fits a double */
-        s1 += d;
-        s2 += d2;
-        s3 += d2 * d;
-        s4 += d2 * d2;
+        s3 = fma(d2, d, s3);
+        s4 = fma(d2, d2, s4);
         c1[c] += d;
         c2[c] += d2;
-        chm[c] = (a > m || a != a) ? a : m;
+        chm[c] = a > m ? a : m; /* a nan never wins a comparison: set below, and it stays */
         g6[c] += a >= OUTLIER_ABS;
     }
-    s[0] = s1, s[1] = s2, s[2] = s3, s[3] = s4;
+    if (nan)
+        for (int64_t c = 0; c < C; c++)
+            if (row[c] != row[c]) chm[c] = row[c];
+    s[0] = s3, s[1] = s4;
     *pmn = nan ? NAN : mn;
     *pmx = nan ? NAN : mx;
-    return nan != 0;
+    return nan;
 }
 
 static void row_hist(const uint32_t *b, int64_t C, uint32_t *h) {
@@ -111,42 +154,56 @@ static float kth_smallest(float *a, int64_t n, int64_t k) { /* Hoare quickselect
     return a[k];
 }
 
-/* A token whose max|a| ta > 100: is its lower median <= ta / 1000 (then it may hold a
- * massive activation), and if so which elements are > 100 and >= 1000 x median.
+/* A finite row whose max|a| ta > 100: is its lower median <= ta / 1000 (then it may hold
+ * a massive activation), and if so which elements are > 100 and >= 1000 x median.
  * 1000 x med <= a  <=>  #{c : 1000 x |x_c| <= a} >= need, because 1000 x y (in float) is
- * monotone in y; so each element > 100 is tested with one counting pass, exactly. Such
- * elements are few in a candidate token (at most half of them exceed ta / 1000); past
- * BIG_MAX the median is found by quickselect instead. */
+ * monotone in y; so an element > 100 is tested by counting, exactly. One pass counts for
+ * the test itself, for a = ta and the elements > 100; the elements equal to ta (usually
+ * the only one > 100) need nothing more, each other one a counting pass of its own, and
+ * past BIG_MAX of them the median is found by quickselect instead. */
 #define BIG_MAX 8
+static void massive_hit(part_t *p, int64_t c, int64_t *hits) { p->ch_massive[c]++, (*hits)++; }
+
 static int massive_row(const float *row, int64_t C, float ta, part_t *p) {
-    float t = ta / MASSIVE_RATIO;
-    int64_t small = 0, need = (C - 1) / 2 + 1, hits = 0, big[BIG_MAX], nbig = 0;
-#pragma omp simd reduction(+ : small)
-    for (int64_t c = 0; c < C; c++) small += fabsf(row[c]) <= t;
+    const float t = ta / MASSIVE_RATIO;
+    const uint32_t need = (uint32_t)((C - 1) / 2 + 1);
+    uint32_t small = 0, below_ta = 0, nbig = 0; /* C < 2**32 */
+#pragma omp simd reduction(+ : small, below_ta, nbig)
+    for (int64_t c = 0; c < C; c++) {
+        float a = fabsf(row[c]);
+        small += a <= t;
+        below_ta += MASSIVE_RATIO * a <= ta;
+        nbig += a > MASSIVE_ABS;
+    }
     if (small < need) return 0;
-    for (int64_t c = 0; c < C && nbig <= BIG_MAX; c++)
-        if (fabsf(row[c]) > MASSIVE_ABS) {
-            if (nbig < BIG_MAX) big[nbig] = c;
-            nbig++;
+    int64_t hits = 0;
+    if (below_ta < need) { /* 1000 x median > ta >= every element: no hit */
+    } else if (nbig <= BIG_MAX) {
+        int64_t big[BIG_MAX], found = 0;
+        for (int64_t c0 = 0; c0 < C && found < nbig; c0 += 64) { /* blocks without one are skipped */
+            int64_t c1 = c0 + 64 < C ? c0 + 64 : C;
+            int any = 0;
+#pragma omp simd reduction(| : any)
+            for (int64_t c = c0; c < c1; c++) any |= fabsf(row[c]) > MASSIVE_ABS;
+            for (int64_t c = c0; any && c < c1; c++)
+                if (fabsf(row[c]) > MASSIVE_ABS) big[found++] = c;
         }
-    if (nbig <= BIG_MAX) {
-        for (int64_t i = 0; i < nbig; i++) {
+        for (int64_t i = 0; i < found; i++) {
             float a = fabsf(row[big[i]]);
-            int64_t below = 0;
+            uint32_t below = below_ta;
+            if (a != ta) {
+                below = 0;
 #pragma omp simd reduction(+ : below)
-            for (int64_t c = 0; c < C; c++) below += MASSIVE_RATIO * fabsf(row[c]) <= a;
-            if (below >= need) p->ch_massive[big[i]]++, hits++;
+                for (int64_t c = 0; c < C; c++) below += MASSIVE_RATIO * fabsf(row[c]) <= a;
+            }
+            if (below >= need) massive_hit(p, big[i], &hits);
         }
     } else {
-        if (!p->scratch) p->scratch = malloc(C * sizeof(float));
-        if (!p->scratch) return -1;
         for (int64_t c = 0; c < C; c++) p->scratch[c] = fabsf(row[c]);
         float bar = MASSIVE_RATIO * kth_smallest(p->scratch, C, need - 1);
         for (int64_t c = 0; c < C; c++) {
             float a = fabsf(row[c]);
-            int hit = a > MASSIVE_ABS && a >= bar;
-            p->ch_massive[c] += hit;
-            hits += hit;
+            if (a > MASSIVE_ABS && a >= bar) massive_hit(p, c, &hits);
         }
     }
     p->si[2] += hits;
@@ -154,122 +211,190 @@ static int massive_row(const float *row, int64_t C, float ta, part_t *p) {
     return 1;
 }
 
-/* Rows [r0, r1): per-row outputs, this thread's exact partials, the chunk's float64 sums
- * cs = (ch_s1 (C), ch_s2 (C), s1, s2, s3, s4). */
-static int rows(const float *x, int64_t C, int64_t r0, int64_t r1, const uint8_t *keep, out_t *o, part_t *p,
-                double *cs) {
+/* Rows [r0, r1): per-row max|a|, this thread's exact partials, and the chunk's float64
+ * sums cs = (ch_s1 (C), ch_s2 (C), s3, s4), zeroed here. */
+#define CS(C) (2 * (C) + 2)
+static void rows(const float *x, int64_t C, int64_t r0, int64_t r1, const uint8_t *keep, float *tok_abs,
+                 part_t *p, double *cs, int hist) {
+    memset(cs, 0, CS(C) * sizeof(double));
     for (int64_t r = r0; r < r1; r++) {
-        o->tok_abs[r] = o->mkey[r] = -1.0f;
+        tok_abs[r] = -1.0f;
         if (keep && !keep[r]) continue;
         const float *row = x + r * C;
-        double s[4];
+        double s[2];
         float mn, mx;
         int nan = row_stats(row, C, p, cs, cs + C, s, &mn, &mx);
-        row_hist((const uint32_t *)row, C, p->h);
-        for (int k = 0; k < 4; k++) cs[2 * C + k] += s[k];
+        if (hist) row_hist((const uint32_t *)row, C, p->h);
+        cs[2 * C] += s[0], cs[2 * C + 1] += s[1];
         if (!nan && isfinite(mn) && mn < p->lo) p->lo = mn;
         if (!nan && isfinite(mx) && mx > p->hi) p->hi = mx;
         float ta = mx > -mn ? mx : -mn;
         if (nan || !isfinite(ta)) continue;
-        o->tok_abs[r] = ta;
+        tok_abs[r] = ta;
         if (ta > MASSIVE_ABS) {
             p->si[0]++;
-            int m = massive_row(row, C, ta, p);
-            if (m < 0) return -1;
-            if (m) {
-                o->mkey[r] = ta;
-                p->si[1]++;
-            }
+            p->si[1] += massive_row(row, C, ta, p);
         }
     }
-    return 0;
 }
 
-static void part_free(part_t *p) {
-    if (p) free(p->ch_max), free(p->ch_ge6), free(p->ch_massive), free(p->h), free(p->scratch), free(p);
-}
+typedef struct { /* one call's merged result */
+    part_t *parts[MAXT];
+    int nparts;
+    double *cs;
+    int64_t chunks;
+} pass_t;
 
-static part_t *part_new(int64_t C) {
-    part_t *p = calloc(1, sizeof(part_t));
-    if (!p) return NULL;
-    p->ch_max = calloc(C, sizeof(float)), p->ch_ge6 = calloc(C, sizeof(uint32_t));
-    p->ch_massive = calloc(C, sizeof(int64_t)), p->h = calloc(4 * NB, sizeof(uint32_t));
-    p->lo = INFINITY, p->hi = -INFINITY;
-    if (!p->ch_max || !p->ch_ge6 || !p->ch_massive || !p->h) {
-        part_free(p);
-        return NULL;
+static void merge_parts(pass_t *ps, int64_t C) { /* into parts[0]: max, min and integer sums */
+    part_t *p0 = ps->parts[0];
+    for (int t = 1; t < ps->nparts; t++) {
+        const part_t *p = ps->parts[t];
+        for (int64_t c = 0; c < C; c++) {
+            float a = p->ch_max[c], m = p0->ch_max[c];
+            p0->ch_max[c] = (a > m || a != a) ? a : m;
+            p0->ch_ge6[c] += p->ch_ge6[c], p0->ch_massive[c] += p->ch_massive[c];
+        }
+        if (p->lo < p0->lo) p0->lo = p->lo;
+        if (p->hi > p0->hi) p0->hi = p->hi;
+        for (int k = 0; k < 5; k++) p0->si[k] += p->si[k];
     }
-    return p;
 }
 
-static void merge(part_t *p0, const part_t *p, int64_t C) { /* max, min and integer sums */
-    for (int64_t c = 0; c < C; c++) {
-        float a = p->ch_max[c], m = p0->ch_max[c];
-        p0->ch_max[c] = (a > m || a != a) ? a : m;
-        p0->ch_ge6[c] += p->ch_ge6[c], p0->ch_massive[c] += p->ch_massive[c];
-    }
-    for (int b = 0; b < 4 * NB; b++) p0->h[b] += p->h[b];
-    if (p->lo < p0->lo) p0->lo = p->lo;
-    if (p->hi > p0->hi) p0->hi = p->hi;
-    for (int k = 0; k < 5; k++) p0->si[k] += p->si[k];
+/* Bins [b0, b1) (at most HBLOCK) of every thread's sub-histograms, added into dst (or
+ * stored, when store) and cleared for the next call. */
+#define HBLOCK 256
+static void take_hist(pass_t *ps, int64_t b0, int64_t b1, int64_t *dst, int store) {
+    int64_t n[HBLOCK];
+    for (int64_t b = b0; b < b1; b++) n[b - b0] = store ? 0 : dst[b];
+    for (int t = 0; t < ps->nparts; t++)
+        for (int k = 0; k < SUBH; k++) {
+            uint32_t *h = ps->parts[t]->h + k * NB;
+            for (int64_t b = b0; b < b1; b++) n[b - b0] += h[b];
+            memset(h + b0, 0, (b1 - b0) * sizeof(uint32_t));
+        }
+    memcpy(dst + b0, n, (b1 - b0) * sizeof(int64_t));
 }
 
-static void finish(part_t *p, const double *cs, int64_t chunks, int64_t C, out_t *o) {
-    memcpy(o->ch_max, p->ch_max, C * sizeof(float));
-    for (int64_t c = 0; c < C; c++) o->ch_ge6[c] = p->ch_ge6[c];
-    memcpy(o->ch_massive, p->ch_massive, C * sizeof(int64_t));
-    for (int b = 0; b < NB; b++)
-        o->hist[b] = (int64_t)p->h[b] + p->h[NB + b] + p->h[2 * NB + b] + p->h[3 * NB + b];
-    memset(o->ch_s1, 0, C * sizeof(double)), memset(o->ch_s2, 0, C * sizeof(double));
-    double s[4] = {0, 0, 0, 0};
-    for (int64_t k = 0; k < chunks; k++) { /* chunk order: independent of threads */
-        const double *c = cs + k * (2 * C + 4);
-        for (int64_t j = 0; j < C; j++) o->ch_s1[j] += c[j], o->ch_s2[j] += c[C + j];
-        for (int j = 0; j < 4; j++) s[j] += c[2 * C + j];
-    }
-    o->sd[0] = p->lo, o->sd[1] = p->hi;
-    for (int j = 0; j < 4; j++) o->sd[2 + j] = s[j];
-    memcpy(o->si, p->si, sizeof(p->si));
-    o->si[4] = 0; /* every candidate token was checked */
-}
-
-/* x: (R, C) row-major; keep: (R,) 1 = real token, or NULL. Returns 0, or -1 when out of
- * memory (the caller then uses the torch implementation). Elements per call < 2**32. */
-int site_partials(const float *x, int64_t R, int64_t C, const uint8_t *keep, out_t *o, int threads) {
+/* The pass over x: tok_abs (R,) filled, partials in ps (parts merged); the histogram is
+ * taken into hist (added, or stored when hist_store), or not computed when hist is NULL.
+ * Returns 0, or -1 when out of memory (no part is left holding counts). */
+static int pass(const float *x, int64_t R, int64_t C, const uint8_t *keep, float *tok_abs, int threads,
+                int64_t *hist, int hist_store, pass_t *ps) {
     int64_t per = CHUNK_ELEMENTS / (C > 0 ? C : 1), least = (R + MAX_CHUNKS - 1) / MAX_CHUNKS;
     int64_t rpc = per > least ? per : least;
     if (rpc < 1) rpc = 1;
     int64_t chunks = (R + rpc - 1) / rpc;
     int T = threads < 1 ? 1 : (threads > MAXT ? MAXT : threads), failed = 0;
     if (chunks < T) T = chunks > 0 ? (int)chunks : 1;
-    double *cs = calloc(chunks * (2 * C + 4) + 1, sizeof(double));
-    part_t *parts[MAXT] = {0};
-    if (!cs) return -1;
+    memset(ps, 0, sizeof(*ps));
+    ps->chunks = chunks;
+    ps->cs = malloc((chunks * CS(C) + 1) * sizeof(double));
+    if (!ps->cs) return -1;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         int t = omp_get_thread_num();
-        part_t *p = part_new(C);
-        parts[t] = p;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t k = 0; k < chunks; k++) {
-            int64_t r1 = (k + 1) * rpc < R ? (k + 1) * rpc : R;
-            if (!p || rows(x, C, k * rpc, r1, keep, o, p, cs + k * (2 * C + 4)) < 0) {
+        part_t *p = part_get(C);
+        ps->parts[t] = p;
+        if (!p) {
 #pragma omp atomic write
-                failed = 1;
+            failed = 1;
+        }
+#pragma omp barrier
+        if (!failed) {
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t k = 0; k < chunks; k++) {
+                int64_t r1 = (k + 1) * rpc < R ? (k + 1) * rpc : R;
+                rows(x, C, k * rpc, r1, keep, tok_abs, p, ps->cs + k * CS(C), hist != NULL);
+            }
+#pragma omp single
+            {
+                for (int i = 0; i < T; i++)
+                    if (ps->parts[i]) ps->parts[ps->nparts++] = ps->parts[i];
+            }
+            if (hist) { /* every thread takes a share of the bins */
+#pragma omp for schedule(static)
+                for (int64_t b = 0; b < NB; b += HBLOCK)
+                    take_hist(ps, b, b + HBLOCK < NB ? b + HBLOCK : NB, hist, hist_store);
             }
         }
     }
-    part_t *p0 = NULL;
-    for (int t = 0; t < MAXT && !failed; t++) {
-        if (!parts[t]) continue;
-        if (!p0) p0 = parts[t];
-        else merge(p0, parts[t], C);
+    if (failed) { /* before any row was read */
+        free(ps->cs);
+        return -1;
     }
-    if (!failed && p0) finish(p0, cs, chunks, C, o);
-    for (int t = 0; t < MAXT; t++) part_free(parts[t]);
-    free(cs);
-    return failed || !p0 ? -1 : 0;
+    merge_parts(ps, C);
+    return 0;
 }
+
+/* The chunks' float64 sums in chunk order (independent of threads): ch_s1, ch_s2 (C,) and
+ * s = (s1, s2, s3, s4), s1 and s2 as the column sums added up. */
+static void chunk_sums(const pass_t *ps, int64_t C, double *ch_s1, double *ch_s2, double *s) {
+    memset(ch_s1, 0, C * sizeof(double)), memset(ch_s2, 0, C * sizeof(double));
+    s[0] = s[1] = s[2] = s[3] = 0;
+    for (int64_t k = 0; k < ps->chunks; k++) {
+        const double *c = ps->cs + k * CS(C);
+        for (int64_t j = 0; j < C; j++) ch_s1[j] += c[j], ch_s2[j] += c[C + j];
+        s[2] += c[2 * C], s[3] += c[2 * C + 1];
+    }
+    for (int64_t j = 0; j < C; j++) s[0] += ch_s1[j], s[1] += ch_s2[j];
+}
+
+/* x: (R, C) row-major; keep: (R,) 1 = real token, or NULL. Returns 0, or -1 when out of
+ * memory (the caller then uses the torch implementation). Elements per call < 2**32. */
+int site_partials(const float *x, int64_t R, int64_t C, const uint8_t *keep, out_t *o, int threads) {
+    pass_t ps;
+    if (pass(x, R, C, keep, o->tok_abs, threads, o->hist, 1, &ps) < 0) return -1;
+    const part_t *p = ps.parts[0];
+    memcpy(o->ch_max, p->ch_max, C * sizeof(float));
+    for (int64_t c = 0; c < C; c++) o->ch_ge6[c] = p->ch_ge6[c];
+    memcpy(o->ch_massive, p->ch_massive, C * sizeof(int64_t));
+    double s[4];
+    chunk_sums(&ps, C, o->ch_s1, o->ch_s2, s);
+    o->sd[0] = p->lo, o->sd[1] = p->hi;
+    for (int j = 0; j < 4; j++) o->sd[2 + j] = s[j];
+    memcpy(o->si, p->si, sizeof(p->si));
+    o->si[4] = 0; /* every candidate token was checked */
+    free(ps.cs);
+    return 0;
+}
+
+/* ---- site_update: the partials folded into state ---------------------------------- */
+
+/* The slots a statistic's state tensor can receive, with the fold of each (native.py
+ * reads the names from slot_names(), so the two lists cannot drift apart). */
+#define SLOTS(X)                                                                                   \
+    X(ELEMENTS, "elements")                 /* i64 ()   += real rows x C */                        \
+    X(TOKENS, "tokens")                     /* i64 ()   += real rows */                            \
+    X(MIN, "min")                           /* f64 ()   min= finite min */                         \
+    X(MAX, "max")                           /* f64 ()   max= finite max */                         \
+    X(CH_ABSMAX, "ch_absmax")               /* f32 (C)  fmax= (a channel's nan batch is skipped) */ \
+    X(S1, "s1") X(S2, "s2") X(S3, "s3") X(S4, "s4") /* f64 () += */                              \
+    X(CH_S1, "ch_s1") X(CH_S2, "ch_s2")     /* f64 (C)  += */                                      \
+    X(HIST, "hist")                         /* i64 (NB) += */                                      \
+    X(OVER_100, "tokens_over_100")          /* i64 ()   += (si[0..4]) */                           \
+    X(CANDIDATES, "candidates") X(MASSIVE_ELEMENTS, "massive_elements")                          \
+    X(MASSIVE_TOKENS, "massive_tokens") X(UNCHECKED, "unchecked_tokens")                         \
+    X(CH_GE6, "ch_ge6") X(CH_MASSIVE, "ch_massive") /* i64 (C) += */                              \
+    X(SAMPLE_MAX, "sample_max")             /* f32 (n_samples) max= by sample */                   \
+    X(TOPK_ABSVAL, "topk_absval") X(TOPK_VALUE, "topk_value")     /* f32 (k) */                  \
+    X(TOPK_SAMPLE, "topk_sample") X(TOPK_POS, "topk_pos")         /* i64 (k) */                  \
+    X(TOPK_CHANNEL, "topk_channel") X(TOPK_TOKEN, "topk_token")   /* i64 (k) */
+#define SLOT_ENUM(id, name) SLOT_##id,
+#define SLOT_NAME(id, name) name ","
+enum { SLOTS(SLOT_ENUM) N_SLOTS };
+const char *slot_names(void) { return SLOTS(SLOT_NAME); }
+
+typedef struct {
+    int64_t slot, n; /* n: elements of dst */
+    void *dst;
+} fold_t;
+
+typedef struct { /* one batch: provenance of its N real rows, shared by every site */
+    const uint8_t *keep;   /* (R,) 1 = real row, or NULL: no padding */
+    const int64_t *rowmap; /* (N,) row index of each real row, or NULL (then N == R) */
+    const int64_t *sample, *pos, *token; /* (N,) */
+    int64_t n;
+} batch_t;
 
 /* Top-k provenance: the first channel holding a row's max|a| (the first nan, if any:
  * torch.argmax semantics). */
@@ -284,36 +409,118 @@ static int64_t row_argmax(const float *row, int64_t C) {
     return best;
 }
 
-/* Top-k merge: the k best of the current entries and the N rows of one batch, best first
- * by (absval descending, sample ascending, pos ascending): topk.select_top's order. A row
- * enters only if strictly better than the k-th entry; on equal keys the entry already held
- * stays first (a stable merge with the held entries first). Rows with tok_abs -1 (padding,
- * inf, nan) lose to empty slots (-1, sample -1). rowmap: full-row index of each row, or
- * NULL when they coincide; x: (full rows, C). State arrays are updated in place. */
+/* Top-k merge: the k best of the current entries and the N real rows of one batch, best
+ * first by (absval descending, sample ascending, pos ascending): topk.select_top's order.
+ * A row enters only if strictly better than the k-th entry; on equal keys the entry
+ * already held stays first (a stable merge with the held entries first). Rows with
+ * tok_abs -1 (inf, nan) lose to empty slots (-1, sample -1). State is updated in place. */
+typedef struct {
+    float *absval, *value;
+    int64_t *sample, *pos, *channel, *token, k;
+} topk_t;
+
 static int worse(float a1, int64_t s1, int64_t p1, float a2, int64_t s2, int64_t p2) { /* 1 worse than 2 */
     if (a1 != a2) return a1 < a2;
     if (s1 != s2) return s1 > s2;
     return p1 > p2;
 }
 
-int64_t topk_merge(const float *x, int64_t C, const float *tok_abs, int64_t N, const int64_t *rowmap,
-                   const int64_t *sample, const int64_t *pos, const int64_t *token, int64_t k, float *absval,
-                   float *value, int64_t *s_sample, int64_t *s_pos, int64_t *s_channel, int64_t *s_token) {
-    int64_t entered = 0;
-    for (int64_t r = 0; r < N; r++) {
-        float a = tok_abs[r];
-        if (k < 1 || !worse(absval[k - 1], s_sample[k - 1], s_pos[k - 1], a, sample[r], pos[r])) continue;
+static void topk_merge(const float *x, int64_t C, const float *tok_abs, const batch_t *b, topk_t *s) {
+    int64_t k = s->k;
+    if (k < 1) return;
+    for (int64_t r = 0; r < b->n; r++) {
+        int64_t row = b->rowmap ? b->rowmap[r] : r;
+        float a = tok_abs[row];
+        int64_t smp = b->sample[r], pos = b->pos[r];
+        if (!worse(s->absval[k - 1], s->sample[k - 1], s->pos[k - 1], a, smp, pos)) continue;
         int64_t i = k - 1; /* shift worse entries down, insert after the last not-worse one */
-        while (i > 0 && worse(absval[i - 1], s_sample[i - 1], s_pos[i - 1], a, sample[r], pos[r])) {
-            absval[i] = absval[i - 1], value[i] = value[i - 1], s_sample[i] = s_sample[i - 1];
-            s_pos[i] = s_pos[i - 1], s_channel[i] = s_channel[i - 1], s_token[i] = s_token[i - 1];
+        while (i > 0 && worse(s->absval[i - 1], s->sample[i - 1], s->pos[i - 1], a, smp, pos)) {
+            s->absval[i] = s->absval[i - 1], s->value[i] = s->value[i - 1], s->sample[i] = s->sample[i - 1];
+            s->pos[i] = s->pos[i - 1], s->channel[i] = s->channel[i - 1], s->token[i] = s->token[i - 1];
             i--;
         }
-        const float *row = x + (rowmap ? rowmap[r] : r) * C;
-        int64_t ch = row_argmax(row, C);
-        absval[i] = a, value[i] = row[ch], s_sample[i] = sample[r], s_pos[i] = pos[r];
-        s_channel[i] = ch, s_token[i] = token[r];
-        entered++;
+        const float *xr = x + row * C;
+        int64_t ch = row_argmax(xr, C);
+        s->absval[i] = a, s->value[i] = xr[ch], s->sample[i] = smp, s->pos[i] = pos;
+        s->channel[i] = ch, s->token[i] = b->token[r];
     }
-    return entered;
+}
+
+/* Fold one batch of one site into the state tensors `folds` point to (native.py checks
+ * each one's dtype and length; several may take the same slot, except the histogram and
+ * the top-k arrays). Returns 0; -1 when out of memory, with nothing changed; -2 for a bad
+ * fold list. */
+int site_update(const float *x, int64_t R, int64_t C, const batch_t *b, const fold_t *folds, int nfolds,
+                int threads) {
+    int64_t *hist = NULL;
+    void *tk[6] = {0};
+    int64_t k = 0;
+    for (int i = 0; i < nfolds; i++) {
+        int64_t s = folds[i].slot;
+        if (s < 0 || s >= N_SLOTS || !folds[i].dst) return -2;
+        if (s == SLOT_HIST) {
+            if (hist) return -2;
+            hist = folds[i].dst;
+        } else if (s >= SLOT_TOPK_ABSVAL) {
+            if (tk[s - SLOT_TOPK_ABSVAL]) return -2;
+            tk[s - SLOT_TOPK_ABSVAL] = folds[i].dst, k = folds[i].n;
+        }
+    }
+    int topk = 0;
+    for (int j = 0; j < 6; j++) topk += tk[j] != NULL;
+    if (topk != 0 && topk != 6) return -2; /* all six top-k arrays, or none */
+
+    float *tok_abs = malloc((R + 1) * sizeof(float));
+    double *sums = malloc((2 * C + 1) * sizeof(double));
+    pass_t ps;
+    if (!tok_abs || !sums || pass(x, R, C, b->keep, tok_abs, threads, hist, 0, &ps) < 0) {
+        free(tok_abs), free(sums);
+        return -1;
+    }
+    const part_t *p = ps.parts[0];
+    const int64_t n = b->n;
+    double s[4];
+    chunk_sums(&ps, C, sums, sums + C, s);
+    for (int i = 0; i < nfolds; i++) {
+        void *d = folds[i].dst;
+        int64_t *i64 = d;
+        double *f64 = d;
+        float *f32 = d;
+        switch (folds[i].slot) {
+        case SLOT_ELEMENTS: *i64 += n * C; break;
+        case SLOT_TOKENS: *i64 += n; break;
+        case SLOT_MIN: *f64 = p->lo < *f64 ? p->lo : *f64; break;
+        case SLOT_MAX: *f64 = p->hi > *f64 ? p->hi : *f64; break;
+        case SLOT_CH_ABSMAX:
+            for (int64_t c = 0; c < C; c++) f32[c] = fmaxf(f32[c], p->ch_max[c]);
+            break;
+        case SLOT_S1: case SLOT_S2: case SLOT_S3: case SLOT_S4: *f64 += s[folds[i].slot - SLOT_S1]; break;
+        case SLOT_CH_S1: case SLOT_CH_S2: {
+            const double *src = sums + (folds[i].slot == SLOT_CH_S2 ? C : 0);
+            for (int64_t c = 0; c < C; c++) f64[c] += src[c];
+            break;
+        }
+        case SLOT_OVER_100: case SLOT_CANDIDATES: case SLOT_MASSIVE_ELEMENTS: case SLOT_MASSIVE_TOKENS:
+        case SLOT_UNCHECKED: *i64 += p->si[folds[i].slot - SLOT_OVER_100]; break; /* si[4]: 0, all checked */
+        case SLOT_CH_GE6:
+            for (int64_t c = 0; c < C; c++) i64[c] += p->ch_ge6[c];
+            break;
+        case SLOT_CH_MASSIVE:
+            for (int64_t c = 0; c < C; c++) i64[c] += p->ch_massive[c];
+            break;
+        case SLOT_SAMPLE_MAX: /* sample indices were checked against n_samples (native.py) */
+            for (int64_t r = 0; r < n; r++) {
+                float a = tok_abs[b->rowmap ? b->rowmap[r] : r];
+                if (a > f32[b->sample[r]]) f32[b->sample[r]] = a;
+            }
+            break;
+        default: break; /* the histogram was taken in the pass; top-k below */
+        }
+    }
+    if (topk) {
+        topk_t t = {tk[0], tk[1], tk[2], tk[3], tk[4], tk[5], k};
+        topk_merge(x, C, tok_abs, b, &t);
+    }
+    free(tok_abs), free(sums), free(ps.cs);
+    return 0;
 }

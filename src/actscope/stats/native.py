@@ -7,6 +7,11 @@ histogram through atomics or an index tensor; one hand-written pass with private
 per-thread histograms costs a third of that. It is the same work the torch
 implementation does (kernels.torch_partials) and tests hold the two equal.
 
+Two calls: site_partials (the partials of kernels.Partials, for the contract and
+its tests) and site_update (the measuring path: the partials folded straight into
+the statistics' state, described once per site by a FoldTable, so that a site
+costs one call and no torch ops).
+
 The shared object is keyed by the source, compiler, flags and CPU, and lives in
 the actscope cache (ACTSCOPE_CACHE, else ~/.cache/actscope). It links libgomp,
 which resolves to the copy torch has already loaded, so its threads are torch's.
@@ -47,11 +52,45 @@ FLAGS = [
 # without OpenMP the kernel runs on one thread.
 OPTIONAL = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-fopenmp-simd"], [])
 _P = ctypes.c_void_p
-_OUT_FIELDS = ("tok_abs", "mkey", "ch_max", "ch_s1", "ch_s2", "ch_ge6", "ch_massive", "hist", "sd", "si")
+_I64 = ctypes.c_int64
+_OUT_FIELDS = ("tok_abs", "ch_max", "ch_s1", "ch_s2", "ch_ge6", "ch_massive", "hist", "sd", "si")
 
 
 class _Out(ctypes.Structure):
     _fields_ = [(f, _P) for f in _OUT_FIELDS]
+
+
+class _Fold(ctypes.Structure):  # native.c fold_t
+    _fields_ = [("slot", _I64), ("n", _I64), ("dst", _P)]
+
+
+class _Batch(ctypes.Structure):  # native.c batch_t
+    _fields_ = [("keep", _P), ("rowmap", _P), ("sample", _P), ("pos", _P), ("token", _P), ("n", _I64)]
+
+
+# What each slot of native.c takes: dtype and length (C: channels, NB: histogram bins,
+# n: corpus samples, k: the top-k size, any but the same for all six; () a scalar).
+# native.c lists the names itself (slot_names), and the two lists must agree.
+_f32, _f64, _i64 = torch.float32, torch.float64, torch.int64
+SLOT_TYPES = {
+    "elements": (_i64, ()),
+    "tokens": (_i64, ()),
+    "min": (_f64, ()),
+    "max": (_f64, ()),
+    "ch_absmax": (_f32, "C"),
+    **{f"s{i}": (_f64, ()) for i in range(1, 5)},
+    "ch_s1": (_f64, "C"),
+    "ch_s2": (_f64, "C"),
+    "hist": (_i64, "NB"),
+    **{f: (_i64, ()) for f in ("tokens_over_100", "candidates", "massive_elements", "massive_tokens")},
+    "unchecked_tokens": (_i64, ()),
+    "ch_ge6": (_i64, "C"),
+    "ch_massive": (_i64, "C"),
+    "sample_max": (_f32, "n"),  # n: samples in the corpus
+    "topk_absval": (_f32, "k"),
+    "topk_value": (_f32, "k"),
+    **{f"topk_{f}": (_i64, "k") for f in ("sample", "pos", "channel", "token")},
+}
 
 
 _lib: ctypes.CDLL | None = None
@@ -100,12 +139,15 @@ def _build() -> ctypes.CDLL:
         out_dir = Path(tempfile.gettempdir()) / f"actscope-kernels-{os.getuid()}"
         out_dir.mkdir(parents=True, exist_ok=True)
     lib = ctypes.CDLL(str(_compile(cc, out_dir, SOURCE.read_bytes())))
-    lib.site_partials.argtypes = [_P, ctypes.c_int64, ctypes.c_int64, _P, ctypes.POINTER(_Out), ctypes.c_int]
+    lib.site_partials.argtypes = [_P, _I64, _I64, _P, ctypes.POINTER(_Out), ctypes.c_int]
     lib.site_partials.restype = ctypes.c_int
-    lib.topk_merge.argtypes = [_P, ctypes.c_int64, _P, ctypes.c_int64, _P, _P, _P, _P, ctypes.c_int64] + [
-        _P
-    ] * 6
-    lib.topk_merge.restype = ctypes.c_int64
+    lib.site_update.argtypes = [_P, _I64, _I64, ctypes.POINTER(_Batch), _P, ctypes.c_int, ctypes.c_int]
+    lib.site_update.restype = ctypes.c_int
+    lib.slot_names.restype = ctypes.c_char_p
+    names = tuple(lib.slot_names().decode().strip(",").split(","))
+    if set(names) != set(SLOT_TYPES):
+        raise RuntimeError(f"native.c slots {names} differ from native.py's")
+    lib.slots = {name: i for i, name in enumerate(names)}
     return lib
 
 
@@ -167,6 +209,15 @@ class ThreadChoice:
 THREADS = ThreadChoice()
 
 
+def _timed_call(fn, elements: int, threads: int | None) -> int:
+    n = threads or THREADS.pick(torch.get_num_threads(), elements)
+    t = time.perf_counter()
+    rc = fn(n)
+    if threads is None and rc == 0:
+        THREADS.record(n, elements, time.perf_counter() - t)
+    return rc
+
+
 def site_partials(
     x: torch.Tensor, keep: torch.Tensor | None, threads: int | None = None
 ) -> dict[str, torch.Tensor] | None:
@@ -180,7 +231,6 @@ def site_partials(
     f32, f64, i64 = torch.float32, torch.float64, torch.int64
     out = {
         "tok_abs": torch.empty(R, dtype=f32),
-        "mkey": torch.empty(R, dtype=f32),
         "ch_max": torch.empty(C, dtype=f32),
         "ch_s1": torch.empty(C, dtype=f64),
         "ch_s2": torch.empty(C, dtype=f64),
@@ -193,44 +243,68 @@ def site_partials(
     o = _Out(*(out[f].data_ptr() for f in _OUT_FIELDS))
     keep = keep.contiguous() if keep is not None else None  # held until the call returns
     kp = keep.data_ptr() if keep is not None else None
-    n = threads or THREADS.pick(torch.get_num_threads(), R * C)
-    t = time.perf_counter()
-    if lib.site_partials(x.data_ptr(), R, C, kp, ctypes.byref(o), n) != 0:
-        return None
-    if threads is None:
-        THREADS.record(n, R * C, time.perf_counter() - t)
-    return out
+    rc = _timed_call(lambda n: lib.site_partials(x.data_ptr(), R, C, kp, ctypes.byref(o), n), R * C, threads)
+    return out if rc == 0 else None
 
 
-def topk_merge(
-    x: torch.Tensor, tok_abs: torch.Tensor, rowmap: torch.Tensor | None, sample, pos, token, state
-) -> bool:
-    """Merge one batch's rows into top-k state arrays in place (native.c states the order).
-    x: (full rows, C) float32 CPU; tok_abs, sample, pos, token: (N,) over real rows;
-    rowmap: (N,) full-row index of each real row, or None; state: the six arrays of
-    topk._FIELDS, contiguous. False if the kernel cannot run (nothing was changed)."""
+class BatchTable:
+    """The provenance of one batch's real rows (stats.base.BatchContext) as native.c reads it;
+    holds the tensors it points to."""
+
+    def __init__(self, ctx, n_samples: int):
+        rows = ctx.rows
+        self.tensors = [t.contiguous() for t in (ctx.sample, ctx.pos, ctx.token)]
+        if any(t.dtype != torch.int64 or t.device.type != "cpu" for t in self.tensors):
+            raise ValueError("batch provenance must be int64 CPU tensors")
+        n = self.tensors[0].shape[0]
+        sample = self.tensors[0]
+        if n and (int(sample.min()) < 0 or int(sample.max()) >= n_samples):
+            raise ValueError(f"sample index outside [0, {n_samples})")
+        self.rows = ctx.batch * ctx.seq
+        keep = rowmap = None
+        if rows is not None:
+            rowmap = rows.to(torch.int64).contiguous()
+            if n != rowmap.shape[0] or (n and (int(rowmap.min()) < 0 or int(rowmap.max()) >= self.rows)):
+                raise ValueError("padding row map does not match the batch")
+            keep = ctx.keep.contiguous()
+            self.tensors += [rowmap, keep]
+        ptr = lambda t: t.data_ptr() if t is not None else None  # noqa: E731
+        self.struct = _Batch(ptr(keep), ptr(rowmap), *(t.data_ptr() for t in self.tensors[:3]), n)
+
+
+class FoldTable:
+    """Where one site's statistics receive the kernel's results: (slot, state tensor) pairs,
+    checked once (dtype, length, contiguity) and handed to native.c as one array."""
+
+    def __init__(self, lib, channels: int, n_samples: int, pairs: list[tuple[str, torch.Tensor]]):
+        lengths = {"C": channels, "NB": H.N_BINS, "n": n_samples}
+        self.tensors = [t for _, t in pairs]  # holds what the table points to
+        k = {t.numel() for slot, t in pairs if slot.startswith("topk_")}
+        if len(k) > 1:
+            raise ValueError("top-k state arrays of different lengths")
+        entries = []
+        for slot, t in pairs:
+            dtype, length = SLOT_TYPES[slot]
+            want = lengths.get(length, t.numel()) if isinstance(length, str) else 1
+            if t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous() or t.numel() != want:
+                raise ValueError(
+                    f"state for native slot {slot!r}: {t.dtype} x{t.numel()}, wants {dtype} x{want}"
+                )
+            entries.append((lib.slots[slot], t.numel(), t.data_ptr()))
+        self.array = (_Fold * len(entries))(*entries)
+        self.n = len(entries)
+
+
+def site_update(x: torch.Tensor, batch: BatchTable, folds: FoldTable, threads: int | None = None) -> bool:
+    """Fold one batch of one site, (R, C) float32 CPU rows, into the state tensors of `folds`.
+    False if the kernel is unavailable or out of memory (nothing was changed)."""
     lib = library()
-    if lib is None or not supports(x) or not x.is_contiguous():
+    if lib is None or not supports(x) or x.shape[0] != batch.rows:
         return False
-    f32 = (tok_abs, *state[:2])
-    i64 = [t for t in (sample, pos, token, rowmap, *state[2:]) if t is not None]
-    if any(t.dtype != torch.float32 for t in f32) or any(t.dtype != torch.int64 for t in i64):
-        return False
-    if not all(t.is_contiguous() for t in state):  # updated in place
-        return False
-    tok_abs, sample, pos, token = (t.contiguous() for t in (tok_abs, sample, pos, token))
-    rm = rowmap.contiguous() if rowmap is not None else None
-    k = state[0].shape[0]
-    lib.topk_merge(
-        x.data_ptr(),
-        x.shape[1],
-        tok_abs.data_ptr(),
-        tok_abs.shape[0],
-        rm.data_ptr() if rm is not None else None,
-        sample.data_ptr(),
-        pos.data_ptr(),
-        token.data_ptr(),
-        k,
-        *(t.data_ptr() for t in state),
-    )
-    return True
+    x = x.contiguous()
+    R, C = x.shape
+    xp, bp, fp = x.data_ptr(), ctypes.byref(batch.struct), folds.array
+    rc = _timed_call(lambda n: lib.site_update(xp, R, C, bp, fp, folds.n, n), R * C, threads)
+    if rc == -2:
+        raise RuntimeError("native.c rejected a fold table (a bug: FoldTable checks them)")
+    return rc == 0

@@ -33,6 +33,7 @@ class Massive(Statistic):
         "ch_massive": "sum",
         "ch_ge6": "sum",
     }
+    native_slots = {f: f for f in merge_rules}
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)
@@ -69,6 +70,7 @@ class SampleMax(Statistic):
 
     name = "samples"
     merge_rules = {"smax": "max"}
+    native_slots = {"smax": "sample_max"}
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from . import native
 from .base import SiteView, Statistic
-from .kernels import choice
 
 K = 32
 _FIELDS = ("absval", "value", "sample", "pos", "channel", "token")
@@ -53,6 +51,7 @@ def row_peaks(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.
 class TopK(Statistic):
     name = "topk"
     merge_rules = dict.fromkeys(_FIELDS, "topk")
+    native_slots = {f: f"topk_{f}" for f in _FIELDS}
 
     def __init__(self, channels, n_samples, device, k: int = K):
         super().__init__(channels, n_samples, device)
@@ -79,14 +78,8 @@ class TopK(Statistic):
 
     def update(self, v: SiteView) -> None:
         ctx = v.ctx
-        if v.full.device.type == "cpu":
-            state = [getattr(self, f) for f in _FIELDS]  # merged in place (never shared: base.py)
-            if choice() != "eager" and native.topk_merge(
-                v.full, v.tok_abs, ctx.rows, ctx.sample, ctx.pos, ctx.token, state
-            ):
-                return
-            if self._nothing_enters(v):
-                return
+        if v.full.device.type == "cpu" and self._nothing_enters(v):
+            return
         rows = batch_top(v.tok_abs, ctx.rank, self.k)  # (k,) indices into the view's rows
         ch, value = row_peaks(v.full, v.flat(rows))
         new = {
