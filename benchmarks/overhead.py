@@ -130,11 +130,13 @@ def time_ratio(bench: Bench, rounds: int) -> dict:
         bench.bare(i), bench.measured(i)
     pairs, rounds_wall, cpu_pairs = [], [], []
     bare_t, meas_t = [], []
+    n = len(bench.batches)
+    best_b, best_m = [float("inf")] * n, [float("inf")] * n  # per batch, over rounds
     flip = False
     for _ in range(rounds):
         gc.collect()
         rb = rm = 0.0
-        for i in range(len(bench.batches)):
+        for i in range(n):
             if flip:
                 m, b = bench.measured(i), bench.bare(i)
             else:
@@ -143,6 +145,7 @@ def time_ratio(bench: Bench, rounds: int) -> dict:
             pairs.append(m[0] / b[0])
             cpu_pairs.append(m[1] / b[1])
             rb, rm = rb + b[0], rm + m[0]
+            best_b[i], best_m[i] = min(best_b[i], b[0]), min(best_m[i], m[0])
         rounds_wall.append(rm / rb)
         bare_t.append(rb)
         meas_t.append(rm)
@@ -150,6 +153,9 @@ def time_ratio(bench: Bench, rounds: int) -> dict:
     return {
         "ratio": statistics.median(pairs),
         "cpu_ratio": statistics.median(cpu_pairs),
+        # Load on a shared machine only ever slows a pass down: the fastest of the rounds
+        # is each side's least disturbed time, a cross-check of the median.
+        "min_ratio": sum(best_m) / sum(best_b),
         "rounds": rounds_wall,
         "pairs": len(pairs),
         "bare_tok_s": tokens / statistics.median(bare_t),
@@ -281,7 +287,7 @@ def main(argv=None) -> None:
             f"  {label}: {r['sites']} sites ({r['hooked']} hooked, rest aliases), "
             f"bare {r['bare_tok_s']:,.0f} tok/s, measured {r['measured_tok_s']:,.0f} tok/s, "
             f"median ratio of {r['pairs']} batch pairs {r['ratio']:.3f} (CPU time {r['cpu_ratio']:.3f}; "
-            f"per round: {rounds})"
+            f"fastest of the rounds per batch {r['min_ratio']:.3f}; per round: {rounds})"
         )
     real = make_batches(tokenize_corpus(corpus, loaded.tokenizer, TokenizeConfig()))
     print(

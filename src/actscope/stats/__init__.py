@@ -4,7 +4,8 @@ Each statistic is a small class (base.Statistic): update(view) from hooks,
 merge(other), state_dict() / load_state_dict(), result(). The heavy work of a
 batch, one pass over every element of a site, happens once per site in
 kernels.py (a C kernel on the CPU, torch elsewhere); update() folds the few
-partials a statistic needs into its state.
+partials a statistic needs into its state. On the CPU the C kernel does those
+folds as well (accumulator.py, `native_slots`): a site costs one call per batch.
 """
 
 from ..registry import Registry

@@ -6,6 +6,8 @@ a `Partials`; each statistic then folds the few tensors it needs into its state.
 Three implementations of the same contract:
 
 - native: native.c on the CPU (one pass, torch's threads), built once and cached;
+  measuring calls its site_update, which also folds the partials into the
+  statistics' state (accumulator.py); site_partials here returns them;
 - compiled: torch.compile of `torch_partials` with dynamic shapes (GPUs, or a CPU
   whose native build failed), one compile per dtype and padding case;
 - eager: `torch_partials` as plain torch ops, the reference the other two equal.

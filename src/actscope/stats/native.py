@@ -252,22 +252,20 @@ class BatchTable:
     holds the tensors it points to."""
 
     def __init__(self, ctx, n_samples: int):
-        rows = ctx.rows
-        self.tensors = [t.contiguous() for t in (ctx.sample, ctx.pos, ctx.token)]
-        if any(t.dtype != torch.int64 or t.device.type != "cpu" for t in self.tensors):
-            raise ValueError("batch provenance must be int64 CPU tensors")
-        n = self.tensors[0].shape[0]
-        sample = self.tensors[0]
+        self.tensors = [t.to("cpu", torch.int64).contiguous() for t in (ctx.sample, ctx.pos, ctx.token)]
+        sample, n = self.tensors[0], self.tensors[0].shape[0]
         if n and (int(sample.min()) < 0 or int(sample.max()) >= n_samples):
             raise ValueError(f"sample index outside [0, {n_samples})")
         self.rows = ctx.batch * ctx.seq
         keep = rowmap = None
-        if rows is not None:
-            rowmap = rows.to(torch.int64).contiguous()
+        if ctx.rows is not None:
+            rowmap = ctx.rows.to("cpu", torch.int64).contiguous()
             if n != rowmap.shape[0] or (n and (int(rowmap.min()) < 0 or int(rowmap.max()) >= self.rows)):
                 raise ValueError("padding row map does not match the batch")
-            keep = ctx.keep.contiguous()
+            keep = ctx.keep.to("cpu", torch.uint8).contiguous()
             self.tensors += [rowmap, keep]
+        elif n != self.rows:
+            raise ValueError("provenance of an unpadded batch must cover every row")
         ptr = lambda t: t.data_ptr() if t is not None else None  # noqa: E731
         self.struct = _Batch(ptr(keep), ptr(rowmap), *(t.data_ptr() for t in self.tensors[:3]), n)
 
