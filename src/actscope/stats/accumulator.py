@@ -30,8 +30,7 @@ class Accumulator:
         self.ctx: BatchContext | None = None
         self.sample_tokens = torch.zeros(n_samples, dtype=torch.int64, device=self.device)  # tokens seen
         self.batches_done = 0
-        use_native = self.device.type == "cpu" and kernels.choice() in ("auto", "native")
-        self._lib = native.library() if use_native else None
+        self._native = self.device.type == "cpu" and kernels.choice() in ("auto", "native")
         self._rest = [[s for s in stats if not s.native_slots] for stats in self._by_index]
         self._slots = [
             [(s, f, slot) for s in st for f, slot in s.native_slots.items()] for st in self._by_index
@@ -42,7 +41,7 @@ class Accumulator:
     def begin_batch(self, ctx: BatchContext) -> None:
         self.ctx = ctx
         self.sample_tokens.index_add_(0, ctx.sample, torch.ones_like(ctx.sample))
-        if self._lib is not None:
+        if self._native and native.library() is not None:  # built on first use
             self._batch = native.BatchTable(ctx, self.n_samples)
 
     def end_batch(self) -> None:
@@ -54,7 +53,7 @@ class Accumulator:
         """Hook sink: site `index` produced `x` for the current batch."""
         x = x.detach()
         todo = self._by_index[index]
-        if self._lib is not None and self._update_native(index, x):
+        if self._batch is not None and self._slots[index] and self._update_native(index, x):
             todo = self._rest[index]
         if todo:
             v = SiteView(x, self.ctx)
@@ -76,7 +75,7 @@ class Accumulator:
         slots, table = self._slots[index], self._folds[index]
         if table is None or any(getattr(s, f) is not t for (s, f, _), t in zip(slots, table.tensors)):
             pairs = [(slot, getattr(s, f)) for s, f, slot in slots]
-            table = native.FoldTable(self._lib, self._channels[index], self.n_samples, pairs)
+            table = native.FoldTable(native.library(), self._channels[index], self.n_samples, pairs)
             self._folds[index] = table
         return table
 
