@@ -90,7 +90,7 @@ static part_t *part_get(int64_t C) { /* this thread's part, cleared for C channe
 
 /* One row: its extremes and float64 sums of a^3, a^4 (s), and the column partials: the
  * chunk's float64 sums c1, c2 and this thread's max|a| and |a| >= 6 counts. The row sums
- * of a and a^2 are the column sums added up (finish). Returns whether the row holds a nan. */
+ * of a and a^2 are the column sums added up (chunk_sums). Returns whether the row holds a nan. */
 static int row_stats(const float *row, int64_t C, part_t *p, double *c1, double *c2, double *s, float *pmn,
                      float *pmx) {
     float mn = INFINITY, mx = -INFINITY;
