@@ -248,6 +248,19 @@ def feed(acc, batches, between=None):
             between(acc, i)
 
 
+def states_by_kernel(monkeypatch, kernels, batches, between=None, check=None):
+    """{kernel: accumulator state} after feeding the same batches through each kernel."""
+    states = {}
+    for k in kernels:
+        monkeypatch.setenv("ACTSCOPE_KERNEL", k)
+        acc = Accumulator({"site": 64}, 4, "cpu", STATS)
+        feed(acc, batches, between)
+        if check is not None:
+            check(acc, k)
+        states[k] = acc.state_dict()
+    return states
+
+
 def padded_batches(C=64, dtype=torch.float32):
     return [
         (heavy_rows(3 * 12, C, seed).reshape(3, 12, C).to(dtype), lengths)
@@ -259,25 +272,19 @@ def padded_batches(C=64, dtype=torch.float32):
 def test_accumulator_state_equals_eager(monkeypatch, kernel):
     """Whole statistics (folds included) through each kernel equal the eager ones; on the
     CPU the native kernel folds into the state itself (native.c site_update)."""
-    states = {}
-    for k in ("eager", kernel):
-        monkeypatch.setenv("ACTSCOPE_KERNEL", k)
-        acc = Accumulator({"site": 64}, 4, "cpu", STATS)
-        feed(acc, padded_batches()[:2])  # padded: one compile
-        assert (acc._folds[0] is not None) == (k == "native")  # the native fold ran
-        states[k] = acc.state_dict()
+
+    def native_fold_ran(acc, k):
+        assert (acc._folds[0] is not None) == (k == "native")
+
+    batches = padded_batches()[:2]  # padded: one compile
+    states = states_by_kernel(monkeypatch, ("eager", kernel), batches, check=native_fold_ran)
     assert_states_equal(states["eager"], states[kernel])
 
 
 @needs_native
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_native_folds_low_precision_inputs(monkeypatch, dtype):
-    states = {}
-    for k in ("eager", "native"):
-        monkeypatch.setenv("ACTSCOPE_KERNEL", k)
-        acc = Accumulator({"site": 64}, 4, "cpu", STATS)
-        feed(acc, padded_batches(dtype=dtype))
-        states[k] = acc.state_dict()
+    states = states_by_kernel(monkeypatch, ("eager", "native"), padded_batches(dtype=dtype))
     assert_states_equal(states["eager"], states["native"])
 
 
@@ -289,12 +296,7 @@ def test_native_folds_follow_replaced_state(monkeypatch):
         acc.load_state_dict({k: t.clone() for k, t in acc.state_dict().items()})
         acc.merge(Accumulator({"site": 64}, 4, "cpu", STATS))
 
-    states = {}
-    for k in ("eager", "native"):
-        monkeypatch.setenv("ACTSCOPE_KERNEL", k)
-        acc = Accumulator({"site": 64}, 4, "cpu", STATS)
-        feed(acc, padded_batches(), between=restore)
-        states[k] = acc.state_dict()
+    states = states_by_kernel(monkeypatch, ("eager", "native"), padded_batches(), between=restore)
     assert_states_equal(states["eager"], states["native"])
 
 

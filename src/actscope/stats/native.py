@@ -266,8 +266,8 @@ class BatchTable:
             self.tensors += [rowmap, keep]
         elif n != self.rows:
             raise ValueError("provenance of an unpadded batch must cover every row")
-        ptr = lambda t: t.data_ptr() if t is not None else None  # noqa: E731
-        self.struct = _Batch(ptr(keep), ptr(rowmap), *(t.data_ptr() for t in self.tensors[:3]), n)
+        optional = [t.data_ptr() if t is not None else None for t in (keep, rowmap)]
+        self.struct = _Batch(*optional, *(t.data_ptr() for t in self.tensors[:3]), n)
 
 
 class FoldTable:

@@ -6,7 +6,8 @@ needed. Every entry is a distinct token. Ties (e.g. the BOS token, whose
 activations are identical in every sample) are broken by (sample, position),
 so the selection does not depend on how samples were batched or sharded.
 
-On the CPU the native kernel merges a batch in one scan (native.c: topk_merge).
+On the CPU the native kernel merges a batch in one scan (native.c topk_merge,
+inside the site's one site_update call; TopK.update is not called then).
 Without it, on the CPU (where reading a value costs no device sync), a batch is
 skipped when none of its tokens can enter: its largest per-token max|a| is below
 the k-th entry, or equal to it (the BOS token of every sample, in Gemma) with no
