@@ -15,7 +15,7 @@ from actscope.stats import histogram as H
 
 def exact(x: torch.Tensor, fmt) -> tuple[float, float]:
     amax = x.abs().max()
-    scale = amax / fmt.qmax
+    scale = amax / fmt.max_value
     if fmt is INT8:
         q = torch.clamp(torch.round(x / scale), -127, 127) * scale
     else:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..limits import FP8_E4M3_MAX, FP8_E5M2_MAX
 from ..registry import Registry
 
 
@@ -112,8 +113,12 @@ Format = IntFormat | FloatFormat | BlockFormat
 
 INT8 = IntFormat("int8", 8)
 INT4 = IntFormat("int4", 4)
-FP8_E4M3 = FloatFormat("fp8_e4m3", 8, mant_bits=3, min_exp=-6, max_value=448.0, dtype=torch.float8_e4m3fn)
-FP8_E5M2 = FloatFormat("fp8_e5m2", 8, mant_bits=2, min_exp=-14, max_value=57344.0, dtype=torch.float8_e5m2)
+FP8_E4M3 = FloatFormat(
+    "fp8_e4m3", 8, mant_bits=3, min_exp=-6, max_value=FP8_E4M3_MAX, dtype=torch.float8_e4m3fn
+)
+FP8_E5M2 = FloatFormat(
+    "fp8_e5m2", 8, mant_bits=2, min_exp=-14, max_value=FP8_E5M2_MAX, dtype=torch.float8_e5m2
+)
 FP4_E2M1 = FloatFormat("fp4_e2m1", 4, mant_bits=1, min_exp=0, max_value=6.0)
 MXFP4 = BlockFormat("mxfp4", FP4_E2M1, block=32, scale_format="e8m0", scale_bits=8)
 NVFP4 = BlockFormat("nvfp4", FP4_E2M1, block=16, scale_format="e4m3", scale_bits=8)

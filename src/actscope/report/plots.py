@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ..limits import FP8_E4M3_MAX, FP16_MAX  # noqa: E402
 from ..sites import KINDS  # noqa: E402
 
-FP8_E4M3_MAX, FP16_MAX = 448.0, 65504.0
 _COLORS = dict(
     zip(KINDS, plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2], strict=False)
 )

@@ -1,8 +1,10 @@
 """Quantization safety verdicts, estimated from a run's |a| histograms (no model, no re-run).
 
-Per-tensor static quantization with scale = max|a| / qmax is applied to points
-spread through every nonempty histogram bin (bins are 1/32 octave wide, so a
-value is known to within 1.6%); the error is weighted by the bin counts. Two
+Per-tensor static quantization with scale = max|a| / max_value is applied to the
+points that quant/scales.py spreads through every nonempty histogram bin (bins
+are 1/32 octave wide, so a value is known to within 1.6%), with quant's own
+formats and fake-quantizer; the error is weighted by the bin counts. So the
+report and `actscope quant` estimate SQNR from a histogram the same way. Two
 numbers per site:
 
     SQNR (dB)   = 10 log10( sum x^2 / sum (x - q(x))^2 )   energy-weighted
@@ -19,58 +21,35 @@ none. These are estimates for a quick verdict; `actscope quant` measures.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 import torch
 
-from ..stats import histogram as H
+from ..limits import FP16_MAX
+from ..quant.formats import FP8_E4M3, INT8, Format
+from ..quant.primitives import amax_to_scale, fake_quantize
+from ..quant.scales import histogram_points
 
-FP16_MAX = 65504.0
 SQNR_MIN_DB = 20.0
 ZERO_MAX = 0.10
-POINTS = 8  # evaluation points per histogram bin
-
-
-@dataclass(frozen=True)
-class Format:
-    """A number format applied after scaling x by max|a| / qmax."""
-
-    name: str
-    label: str
-    qmax: float
-
-    def quantize(self, x: np.ndarray) -> np.ndarray:
-        """x already scaled into [-qmax, qmax]; returns the representable value (saturating)."""
-        x = np.clip(x, -self.qmax, self.qmax)
-        if self.name == "int8":
-            return np.round(x)  # symmetric levels -127..127
-        # fp8: round-to-nearest-even through torch's own cast, as the kernels do
-        return torch.from_numpy(x.astype(np.float32)).to(torch.float8_e4m3fn).float().numpy()
-
-
-INT8 = Format("int8", "INT8 per-tensor", 127.0)
-FP8_E4M3 = Format("fp8_e4m3", "FP8 E4M3 per-tensor", 448.0)
 FORMATS = (FP8_E4M3, INT8)
+LABELS = {FP8_E4M3.name: "FP8 E4M3 per-tensor", INT8.name: "INT8 per-tensor"}
+
+__all__ = ["FORMATS", "FP8_E4M3", "FP16_MAX", "INT8", "format_verdict", "fp16_verdict", "hist_error"]
 
 
 def hist_error(hist: np.ndarray, amax: float, fmt: Format) -> tuple[float, float]:
-    """(SQNR dB, zero fraction) of per-tensor `fmt` with scale amax / qmax, from a signed histogram."""
-    c = H.abs_counts(hist)[: H.INF_BIN]
-    nz = np.flatnonzero(c)
-    nz = nz[nz > 0]  # bin 0 holds exact zeros (and the tiniest subnormals): no error to speak of
-    if nz.size == 0 or not amax > 0:
+    """(SQNR dB, zero fraction) of per-tensor `fmt` with scale amax / max_value, from a signed histogram."""
+    values, weights = histogram_points(hist, amax)
+    if values.size == 0 or not amax > 0:
         return math.inf, 0.0
-    lo, hi = H.EDGES[nz], H.EDGES[nz + 1]
-    t = (np.arange(POINTS) + 0.5) / POINTS
-    x = np.minimum(lo[:, None] + (hi - lo)[:, None] * t[None, :], amax)  # (bins, POINTS)
-    scale = amax / fmt.qmax
-    q = fmt.quantize(x / scale) * scale
-    w = np.broadcast_to(c[nz][:, None] / POINTS, x.shape)
-    err = float((w * (x - q) ** 2).sum())
-    sig = float((w * x**2).sum())
-    zero = float(w[q == 0].sum() / w.sum())
+    x = torch.from_numpy(np.minimum(values, amax)).float()
+    q, _ = fake_quantize(x, fmt, amax_to_scale(torch.tensor(amax), fmt))
+    x, q = x.double().numpy(), q.double().numpy()
+    err = float((weights * (x - q) ** 2).sum())
+    sig = float((weights * x**2).sum())
+    zero = float(weights[q == 0].sum() / weights.sum())
     return (math.inf if err == 0 else 10 * math.log10(sig / err)), zero
 
 
@@ -113,7 +92,7 @@ def format_verdict(view, fmt: Format) -> dict:
     worst_z = max(errs.items(), key=lambda kv: kv[1][1], default=(None, (math.nan, math.nan)))
     return {
         "format": fmt.name,
-        "label": fmt.label,
+        "label": LABELS[fmt.name],
         "safe": bool(errs) and not failing,
         "scope": f"{scope} ({len(errs)} tensors)",
         "sites_checked": len(errs),
@@ -124,7 +103,7 @@ def format_verdict(view, fmt: Format) -> dict:
         "max_zero_fraction": _finite(worst_z[1][1]),
         "max_zero_site": worst_z[0],
         "criterion": (
-            f"scale = max|a| / {fmt.qmax:g} per tensor; safe if SQNR >= {SQNR_MIN_DB:g} dB and "
+            f"scale = max|a| / {fmt.max_value:g} per tensor; safe if SQNR >= {SQNR_MIN_DB:g} dB and "
             f"<= {100 * ZERO_MAX:g}% of nonzero values round to 0 at every tensor in scope (histogram estimate)"
         ),
     }

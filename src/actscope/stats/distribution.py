@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import torch
 
+from ..limits import FP8_E4M3_MAX, FP8_E5M2_MAX, FP16_MAX
 from . import histogram as H
 from .base import SiteView, Statistic
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999)
-THRESHOLDS = (6.0, 100.0, 448.0, 57344.0, 65504.0)  # outlier, massive, FP8 E4M3, FP8 E5M2, fp16
+THRESHOLDS = (6.0, 100.0, FP8_E4M3_MAX, FP8_E5M2_MAX, FP16_MAX)  # outlier, massive, FP8 E4M3, E5M2, fp16
 
 
 class Histogram(Statistic):
     name = "histogram"
     merge_rules = {"hist": "sum"}
     native_slots = {"hist": "hist"}
+    columns = {
+        **{f"q{q:g}": "float64" for q in QUANTILES},
+        **dict.fromkeys(("posinf", "neginf", "nan"), "int64"),
+        **{f"frac_ge_{t:g}": "float64" for t in THRESHOLDS},
+    }
+    table = "hist"
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)
@@ -30,3 +37,7 @@ class Histogram(Statistic):
         for t, (_lo, hi) in H.fraction_above(h, THRESHOLDS).items():
             out[f"frac_ge_{t:g}"] = hi  # upper bound; the lower differs only by the bin holding t
         return out
+
+    def table_data(self):
+        """The (N_BINS,) int64 signed histogram."""
+        return self.hist.cpu().numpy()
