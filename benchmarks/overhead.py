@@ -32,9 +32,9 @@ import torch
 from actscope.corpus import Corpus, Sample, TokenizeConfig, make_batches, tokenize_corpus
 from actscope.corpus.batching import padding_fraction
 from actscope.corpus.tokenize import Sequence
+from actscope.engine import batch_context, forward_fn, probe_inputs
 from actscope.hooks import HookSet
 from actscope.probe import probe_sites
-from actscope.runner import batch_context, forward_fn, probe_inputs
 from actscope.sites import select_sites
 from actscope.stats import DEFAULT_STATISTICS
 from actscope.stats.accumulator import Accumulator

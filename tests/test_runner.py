@@ -73,7 +73,7 @@ def test_measuring_leaves_logits_unchanged():
         )
         from actscope.corpus import make_batches
         from actscope.corpus.tokenize import Sequence
-        from actscope.runner import batch_context
+        from actscope.engine import batch_context
 
         batch = make_batches(
             [Sequence(0, 0, tuple(ids[0].tolist())), Sequence(1, 0, tuple(ids[1].tolist()))]

@@ -10,35 +10,34 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 def register(sub) -> None:
+    d = MeasureConfig()
     m = sub.add_parser("measure", help="stream a corpus through a model and record activation statistics")
+    m.add_argument("model", nargs="?", default=d.model, help="built-in name, model directory or .gguf file")
     m.add_argument(
-        "model", nargs="?", default="gemma-3-270m", help="built-in name, model directory or .gguf file"
-    )
-    m.add_argument(
-        "--corpus", default="quick", help="built-in profile (quick, standard, full) or a JSONL file"
+        "--corpus", default=d.corpus, help="built-in profile (quick, standard, full) or a JSONL file"
     )
     m.add_argument("--out", "-o", help="run directory (default runs/MODEL-CORPUS)")
     add_model_args(m)
     m.add_argument("--sites", help="site kinds, presets (all, paper) or globs, comma-separated")
-    m.add_argument("--max-length", type=int, default=2048, help="tokens per sequence (default 2048)")
     m.add_argument(
-        "--overflow", choices=("truncate", "window"), default="truncate", help="longer samples: cut or split"
+        "--max-length", type=int, default=d.max_length, help=f"tokens per sequence (default {d.max_length})"
     )
-    m.add_argument("--bos", default="auto", help="auto (tokenizer default), always or never")
+    m.add_argument(
+        "--overflow", choices=("truncate", "window"), default=d.overflow, help="longer samples: cut or split"
+    )
+    m.add_argument("--bos", default=d.bos, help="auto (tokenizer default), always or never")
     m.add_argument("--limit", type=int, help="measure only the first N samples")
-    m.add_argument("--token-budget", type=int, default=8192, help="padded tokens per batch")
-    m.add_argument("--max-batch", type=int, default=32, help="sequences per batch at most")
+    m.add_argument("--token-budget", type=int, default=d.token_budget, help="padded tokens per batch")
+    m.add_argument("--max-batch", type=int, default=d.max_batch, help="sequences per batch at most")
     m.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     m.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     m.add_argument("--shard", type=_shard, help="measure the I-th of N deterministic slices (I/N, 0-based)")
     m.add_argument(
         "--chat-template", action="store_true", help="wrap each sample as a user turn (instruct models)"
     )
-    m.add_argument("--device-map", help="accelerate device map, e.g. auto (offloads what does not fit)")
     m.add_argument(
-        "--max-memory", type=_max_memory, help="per-device memory for --device-map, e.g. cpu=2GiB,0=20GiB"
+        "--checkpoint-every", type=int, default=d.checkpoint_every, help="batches between checkpoints"
     )
-    m.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.add_argument("--json", action="store_true", help="print the summary as JSON")
     m.set_defaults(handler=cmd_measure)
@@ -96,44 +95,40 @@ def add_model_args(p) -> None:
     p.add_argument(
         "--allow-pickle", action="store_true", help="load pickled .bin/.pt weights (trusted files only)"
     )
-
-
-def _model_kwargs(a) -> dict:
-    return dict(
-        dtype=a.dtype,
-        device=a.device,
-        cache_dir=a.cache_dir,
-        trust_remote_code=a.trust_remote_code,
-        allow_pickle=a.allow_pickle,
+    p.add_argument("--device-map", help="accelerate device map, e.g. auto (offloads what does not fit)")
+    p.add_argument(
+        "--max-memory", type=_max_memory, help="per-device memory for --device-map, e.g. cpu=2GiB,0=20GiB"
     )
+
+
+# MeasureConfig fields taken from flags of the same name (model options: engine.MODEL_FIELDS).
+_MEASURE_FLAGS = (
+    "model",
+    "corpus",
+    "out",
+    "sites",
+    "max_length",
+    "overflow",
+    "bos",
+    "limit",
+    "token_budget",
+    "max_batch",
+    "overwrite",
+    "resume",
+    "checkpoint_every",
+    "shard",
+    "chat_template",
+)
 
 
 def cmd_measure(a) -> int:
+    from .engine import model_kwargs
     from .report.terminal import print_summary
-    from .results import read_manifest
+    from .rundir import read_manifest
     from .runner import measure
 
-    cfg = MeasureConfig(
-        model=a.model,
-        corpus=a.corpus,
-        out=a.out,
-        sites=a.sites,
-        max_length=a.max_length,
-        overflow=a.overflow,
-        bos=a.bos,
-        limit=a.limit,
-        token_budget=a.token_budget,
-        max_batch=a.max_batch,
-        overwrite=a.overwrite,
-        resume=a.resume,
-        checkpoint_every=a.checkpoint_every,
-        shard=a.shard,
-        chat_template=a.chat_template,
-        device_map=a.device_map,
-        max_memory=a.max_memory,
-        progress=not a.no_progress,
-        **_model_kwargs(a),
-    )
+    kw = {f: getattr(a, f) for f in _MEASURE_FLAGS}
+    cfg = MeasureConfig(**kw, **model_kwargs(a), progress=not a.no_progress)
     out = measure(cfg)
     from . import distributed
 
@@ -150,7 +145,7 @@ def cmd_measure(a) -> int:
 def cmd_merge(a) -> int:
     from .merge import merge_runs
     from .report.terminal import print_summary
-    from .results import read_manifest
+    from .rundir import read_manifest
 
     out = merge_runs(a.runs, a.out, overwrite=a.overwrite)
     print_summary(out, read_manifest(out))
@@ -159,20 +154,21 @@ def cmd_merge(a) -> int:
 
 def cmd_sites(a) -> int:
     from .adapters import discover_sites
-    from .models import load_model
+    from .engine import load, probe_shapes
     from .report.terminal import print_sites
     from .sites import select_sites
 
-    loaded = load_model(a.model, **_model_kwargs(a))
+    loaded = load(a.model, a)
     plan = discover_sites(loaded.model)
     chosen = select_sites(plan.bindings, a.sites)
-    print_sites(loaded, plan, chosen, coverage=a.coverage, as_json=a.json)
+    shapes = {} if a.json else probe_shapes(loaded, chosen)
+    print_sites(plan, chosen, shapes, coverage=a.coverage, as_json=a.json)
     return 0
 
 
 def cmd_show(a) -> int:
     from .report.terminal import print_summary
-    from .results import read_manifest
+    from .rundir import read_manifest
 
     manifest = read_manifest(a.run)
     if "summary" not in manifest:

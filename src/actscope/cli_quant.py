@@ -18,7 +18,6 @@ _CONFIG_FLAGS = (
     "token_budget",
     "e2e_token_budget",
 )
-_MODEL_FLAGS = ("dtype", "device", "cache_dir", "trust_remote_code", "allow_pickle")
 
 
 def register(sub) -> None:
@@ -116,10 +115,11 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 
 def build_config(a, target: str):
+    from .engine import model_kwargs
     from .quant.config import QuantConfig
     from .quant.recommend import Budget
 
-    kw = {f: getattr(a, f) for f in (*_CONFIG_FLAGS, *_MODEL_FLAGS)}
+    kw = {f: getattr(a, f) for f in _CONFIG_FLAGS} | model_kwargs(a)
     if a.schemes is not None:
         kw["schemes"] = _split(a.schemes)
     if a.e2e is not None:
@@ -131,6 +131,7 @@ def build_config(a, target: str):
 def cmd_quant(a) -> int:
     from .quant.pipeline import run_quant
     from .quant.report import print_quant
+    from .rundir import read_manifest
 
     if a.out and len(a.targets) > 1:
         raise UserError(
@@ -143,7 +144,7 @@ def cmd_quant(a) -> int:
         out, section = run_quant(cfg)
         outs.append(str(out))
         if a.json:
-            print(json.dumps(json.loads((out / "run.json").read_text())["quant"], indent=2))
+            print(json.dumps(read_manifest(out)["quant"], indent=2))
         else:
             print_quant(out, section)
     runs = outs + list(a.with_runs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import UserError
-from .stats import DEFAULT_STATISTICS
 
 
 @dataclass(frozen=True)
@@ -23,7 +22,6 @@ class MeasureConfig:
     limit: int | None = None  # measure only the first N samples
     token_budget: int = 8192  # padded tokens per batch
     max_batch: int = 32
-    statistics: tuple[str, ...] = DEFAULT_STATISTICS
     overwrite: bool = False
     resume: bool = False
     checkpoint_every: int = 20  # batches between accumulator checkpoints

@@ -3,28 +3,49 @@
 Shard runs share one fingerprint (model hash, corpus hash, settings, hooked
 sites); their accumulator states merge by each field's rule, so the merged run
 equals the unsharded one (exactly for extrema, histograms, top-k and per-sample
-maxima; to float64 rounding for sums).
+maxima; to float64 rounding for sums). Sample metadata and the text of top-k
+tokens come from the shards' own tables: no tokenizer, corpus or model is loaded.
+
+All N shards give a complete run; fewer give a run whose status is "partial",
+which every view says.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from .errors import RunDirError
-from .results import load_state, prepare_run_dir, read_manifest
+from .rundir import (
+    RunLock,
+    RunView,
+    TableProvenance,
+    complete_run,
+    load_state,
+    prepare_run_dir,
+    read_manifest,
+    save_state,
+)
 from .stats.accumulator import Accumulator
 
 _CHECKS = (
     ("model", lambda m: m["model"].get("sha256"), "different models"),
-    ("dtype", lambda m: m["settings"]["dtype"], "different dtypes"),
+    ("dtype", lambda m: m["settings"].get("dtype"), "different dtypes"),
     ("corpus", lambda m: m["corpus"]["hash"], "different corpora"),
-    ("sites", lambda m: [s["name"] for s in m["sites"]], "different site sets"),
-    ("settings", lambda m: m["fingerprint"], "different settings"),
+    ("sites", lambda m: [s["name"] for s in m.get("sites", [])], "different site sets"),
+    ("settings", lambda m: m.get("fingerprint"), "different settings"),
 )
 
 
 def check_compatible(runs: list[Path], manifests: list[dict]) -> None:
+    for run, m in zip(runs, manifests):
+        if m.get("status") != "complete":
+            raise RunDirError(
+                f"run {run} is not a complete shard (status {m.get('status')})",
+                "finish that shard with `actscope measure ... --shard I/N --resume` first",
+            )
+        shard = m.get("shard")
+        if not (isinstance(shard, list) and len(shard) == 2 and all(isinstance(x, int) for x in shard)):
+            raise RunDirError(f"{run} is not a shard run", "merge only runs measured with --shard I/N")
     for what, key, label in _CHECKS:
         first = key(manifests[0])
         for run, m in zip(runs[1:], manifests[1:]):
@@ -33,23 +54,19 @@ def check_compatible(runs: list[Path], manifests: list[dict]) -> None:
                     f"cannot merge {runs[0]} and {run}: they measure {label}",
                     f"merge only shards of one measurement (same model, dtype, corpus, sites and settings; {what} differs)",
                 )
-    for run, m in zip(runs, manifests):
-        if m.get("status") != "complete":
-            raise RunDirError(
-                f"run {run} is not complete (status {m.get('status')})", "finish it with --resume first"
-            )
-    shards = [tuple(m["shard"]) if m.get("shard") else None for m in manifests]
-    if None in shards:
-        raise RunDirError("only shard runs (measured with --shard I/N) can be merged", "measure with --shard")
+    counts = sorted({m["shard"][1] for m in manifests})
+    if len(counts) > 1:
+        raise RunDirError(
+            f"the shards split the corpus in different ways (N = {', '.join(map(str, counts))})",
+            "merge shards measured with the same --shard I/N count",
+        )
+    shards = [tuple(m["shard"]) for m in manifests]
     if len(set(shards)) != len(shards):
-        raise RunDirError(f"shard {sorted(shards)} given twice", "give each shard once")
+        dup = sorted({f"{i}/{n}" for i, n in shards if shards.count((i, n)) > 1})
+        raise RunDirError(f"shard {', '.join(dup)} given twice", "give each shard once")
 
 
 def merge_runs(runs: list[str | Path], out: str | Path, *, overwrite: bool = False) -> Path:
-    from .corpus import load_corpus
-    from .models import load_tokenizer
-    from .summary import write_results
-
     runs = [Path(r) for r in runs]
     if len(runs) < 2:
         raise RunDirError("merge needs at least two shard runs", "give every shard's run directory")
@@ -58,27 +75,21 @@ def merge_runs(runs: list[str | Path], out: str | Path, *, overwrite: bool = Fal
     prepare_run_dir(out, overwrite=overwrite, resume=False, dry=True)
     base = manifests[0]
     hooked = {s["name"]: s["channels"] for s in base["sites"] if not s["alias_of"]}
-    total = Accumulator(hooked, base["corpus"]["samples"], "cpu", base["settings"]["statistics"])
+    stat_names = base["settings"]["statistics"]
+    total = Accumulator(hooked, base["corpus"]["samples"], "cpu", stat_names)
     for run in runs:
-        part = Accumulator(hooked, base["corpus"]["samples"], "cpu", base["settings"]["statistics"])
+        part = Accumulator(hooked, base["corpus"]["samples"], "cpu", stat_names)
         part.load_state_dict(load_state(run)[0])
         total.merge(part)
 
-    corpus = load_corpus(base["corpus"]["name"])
-    if base["settings"].get("limit"):
-        corpus = replace(corpus, samples=corpus.samples[: base["settings"]["limit"]])
-    if corpus.hash != base["corpus"]["hash"]:
-        raise RunDirError(
-            f"corpus {base['corpus']['name']} changed since the shards were measured",
-            "merge where the corpus is unchanged",
-        )
-    tok = load_tokenizer(base["model"]["source"])
     n = base["shard"][1]
+    missing = sorted(set(range(n)) - {m["shard"][0] for m in manifests})
     manifest = {
         **base,
         "shard": None,
         "merged_from": [str(r) for r in runs],
         "shards_merged": f"{len(runs)} of {n}",
+        "shards_missing": [f"{i}/{n}" for i in missing],
         "tokens": {
             **base.get("tokens", {}),
             "measured": int(total.sample_tokens.sum()),
@@ -86,11 +97,14 @@ def merge_runs(runs: list[str | Path], out: str | Path, *, overwrite: bool = Fal
             "batches": sum(m["tokens"]["batches"] for m in manifests),
         },
     }
-    out = prepare_run_dir(out, overwrite=overwrite, resume=False)
-    from .results import save_state
+    prov = TableProvenance([RunView(r) for r in runs])
+    with RunLock(out):
+        out = prepare_run_dir(out, overwrite=overwrite, resume=False)
+        meta = {"fingerprint": base["fingerprint"], "part": 0, "parts": 1, "final": True}
+        save_state(out, total.state_dict(), meta)
+        complete_run(out, manifest, total, prov)
+        if missing:  # a merge of some shards only: every view must say so
+            from .rundir.writer import write_manifest
 
-    save_state(
-        out, total.state_dict(), {"fingerprint": base["fingerprint"], "part": 0, "parts": 1, "final": True}
-    )
-    write_results(out, manifest, total, corpus, tok)
-    return out
+            write_manifest(out, {**manifest, "status": "partial"})
+    return Path(out)

@@ -1,16 +1,16 @@
-"""measure(): load -> tokenize -> resolve sites -> probe -> attach hooks -> stream -> write.
+"""measure(): load -> tokenize -> resolve sites -> probe -> stream (engine.py) -> write (rundir/).
 
 Under torchrun each rank measures batches[rank::world] and rank 0 writes (distributed.py);
 with --shard i/N the process measures batches[i::N] and `actscope merge` joins shards.
 
-The loop does per batch: build the token provenance on the host, move it to the
-device, run the forward pass (hooks feed the accumulator), check every hook fired
-once, and checkpoint every few batches so an interrupted run can be resumed.
+Per batch the engine builds the token provenance, runs the forward pass (hooks
+feed the accumulator) and checks every hook fired once; this module adds what a
+measurement needs around that: checkpoints every few batches and on a signal,
+so an interrupted run can be resumed, and the run directory at the end.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import signal
 import threading
@@ -20,65 +20,27 @@ from pathlib import Path
 
 import torch
 
-from . import distributed
-from .adapters import discover_sites
+from . import distributed, engine
 from .config import MeasureConfig
-from .corpus import Batch, TokenizeConfig, load_corpus, make_batches, tokenize_corpus
+from .corpus import TokenizeConfig, load_corpus
 from .corpus.batching import padding_fraction
 from .errors import Interrupted, RunDirError
-from .hooks import HookSet
-from .manifest import build_manifest
-from .probe import probe_sites
-from .results import STATE, load_state, prepare_run_dir, save_state, write_manifest
-from .sites import select_sites
+from .progress import TokenProgress
+from .rundir import (
+    STATE,
+    MeasuredProvenance,
+    RunLock,
+    complete_run,
+    load_state,
+    measure_manifest,
+    prepare_run_dir,
+    save_state,
+    write_manifest,
+)
+from .stats import DEFAULT_STATISTICS
 from .stats.accumulator import Accumulator
-from .stats.base import BatchContext
-from .summary import write_results
 
 log = logging.getLogger(__name__)
-
-
-def batch_context(batch: Batch, device) -> BatchContext:
-    """Provenance of the real tokens of a batch, built on the host (no device sync)."""
-    B, S = batch.input_ids.shape
-    sample = batch.sample[:, None].expand(B, S).reshape(-1)
-    pos = (batch.offset[:, None] + torch.arange(S)[None, :]).reshape(-1)
-    token = batch.input_ids.reshape(-1)
-    rows = None
-    if batch.padded:
-        rows = batch.attention_mask.reshape(-1).nonzero().squeeze(1)
-        sample, pos, token = sample[rows], pos[rows], token[rows]
-        rows = rows.to(device, non_blocking=True)
-    return BatchContext(
-        batch=B,
-        seq=S,
-        rows=rows,
-        sample=sample.to(device, non_blocking=True),
-        pos=pos.to(device, non_blocking=True),
-        token=token.to(device, non_blocking=True),
-    )
-
-
-def forward_fn(model):
-    """The forward call used for measuring; skips the LM head's logits where the
-    model allows it (logits_to_keep=1), since no site needs them."""
-    params = inspect.signature(model.forward).parameters
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-
-    def run(input_ids, attention_mask):
-        return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra)
-
-    return run
-
-
-def probe_inputs(seqs, device, pad_id: int, width: int = 7):
-    """Two short rows of real tokens with an odd length, so that no other layout
-    can be mistaken for (batch, seq); a short sample is padded."""
-    rows = [list(s.ids[:width]) for s in seqs[:2]]
-    rows += rows[:1] * (2 - len(rows))
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
-    ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], device=device)
-    return ids, mask
 
 
 def measure(cfg: MeasureConfig, *, loaded=None, corpus=None) -> Path:
@@ -93,71 +55,62 @@ def measure(cfg: MeasureConfig, *, loaded=None, corpus=None) -> Path:
         corpus = replace(corpus, samples=corpus.samples[: cfg.limit])
     loaded = loaded if loaded is not None else _load(cfg, rank)
     model, tok = loaded.model, loaded.tokenizer
-    device = input_device(model)
+    device = engine.input_device(model)
     distributed.init(rank, device)
     t_load = time.time()
 
     tcfg = TokenizeConfig(
         bos=cfg.bos, max_length=cfg.max_length, overflow=cfg.overflow, chat_template=cfg.chat_template
     )
-    seqs = tokenize_corpus(corpus, tok, tcfg)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    all_batches = make_batches(seqs, token_budget=cfg.token_budget, max_batch=cfg.max_batch, pad_id=pad_id)
+    seqs, all_batches = engine.tokenized_batches(
+        corpus, tok, tcfg, token_budget=cfg.token_budget, max_batch=cfg.max_batch
+    )
     part, parts = _my_part(cfg, rank)
     batches = all_batches[part::parts]
 
-    plan = discover_sites(model)
-    probe = probe_sites(model, select_sites(plan.bindings, cfg.sites), *probe_inputs(seqs, device, pad_id))
-    acc = Accumulator(probe.channels, len(corpus), device, cfg.statistics)
-    manifest = build_manifest(cfg, loaded, corpus, tcfg, plan, probe, seqs, device)
+    plan, probe = engine.resolve_sites(model, cfg.sites, seqs, engine.pad_id(tok))
+    acc = Accumulator(probe.channels, len(corpus), device, DEFAULT_STATISTICS)
+    manifest = measure_manifest(cfg, loaded, corpus, tcfg, plan, probe, seqs, device)
     manifest["shard"] = list(cfg.shard) if cfg.shard else None
     manifest["world_size"] = rank.world
     ckpt = _Checkpoint(out_path, manifest["fingerprint"], part, parts)
-    out = out_path
-    if rank.main:
-        out = prepare_run_dir(out_path, overwrite=cfg.overwrite, resume=cfg.resume)
-    if cfg.resume:
-        acc.load_state_dict(ckpt.load())
-    if rank.main:
-        write_manifest(out, manifest)
+    lock = RunLock(out_path) if rank.main else _NoLock()
+    with lock:
+        out = out_path
+        if rank.main:
+            out = prepare_run_dir(out_path, overwrite=cfg.overwrite, resume=cfg.resume)
+        if cfg.resume:
+            acc.load_state_dict(ckpt.load())
+        if rank.main:
+            write_manifest(out, manifest)
 
-    with _StopOnSignal() as stop:
-        _stream(model, batches, acc, probe, device, cfg, ckpt, stop, rank, manifest)
-    t_measure = time.time()
+        with _StopOnSignal() as stop:
+            _stream(model, batches, acc, probe, cfg, ckpt, stop, rank, manifest)
+        t_measure = time.time()
 
-    distributed.reduce_accumulator(acc)
-    if rank.main:
-        manifest["timings"] = {"load_s": t_load - t0, "measure_s": t_measure - t_load}
-        manifest["tokens"] = {
-            "measured": int(acc.sample_tokens.sum()),
-            "samples": int((acc.sample_tokens > 0).sum()),
-            "padding_fraction": padding_fraction(all_batches),
-            "batches": len(batches) * rank.world if rank.world > 1 else len(batches),
-        }
-        ckpt.save(acc, final=True)
-        write_results(out, manifest, acc, corpus, tok)
+        distributed.reduce_accumulator(acc)
+        if rank.main:
+            manifest["timings"] = {"load_s": t_load - t0, "measure_s": t_measure - t_load}
+            manifest["tokens"] = {
+                "measured": int(acc.sample_tokens.sum()),
+                "samples": int((acc.sample_tokens > 0).sum()),
+                "padding_fraction": padding_fraction(all_batches),
+                "batches": len(batches) * rank.world if rank.world > 1 else len(batches),
+            }
+            ckpt.save(acc, final=True)
+            complete_run(out, manifest, acc, MeasuredProvenance(corpus, tok, seqs))
     distributed.shutdown()
     return out
 
 
-def _stream(model, batches, acc, probe, device, cfg, ckpt, stop, rank, manifest) -> None:
-    """The measuring loop: one forward per batch, hooks feed the accumulator."""
-    run = forward_fn(model)
+def _stream(model, batches, acc, probe, cfg, ckpt, stop, rank, manifest) -> None:
+    """The measuring loop (engine.stream), with progress, checkpoints and stopping on a signal."""
     total = sum(b.n_tokens for b in batches)
     done = sum(b.n_tokens for b in batches[: acc.batches_done])
-    show = cfg.progress and rank.main
-    with (
-        HookSet(model, probe.bindings, acc.update) as hooks,
-        torch.inference_mode(),
-        _progress(show, total, done) as advance,
-    ):
-        for bi in range(acc.batches_done, len(batches)):
-            batch = batches[bi]
-            acc.begin_batch(batch_context(batch, device))
-            run(batch.input_ids.to(device), batch.attention_mask.to(device))
-            hooks.check_once()
-            acc.end_batch()
-            advance(batch.n_tokens)
+    with TokenProgress(cfg.progress and rank.main, total, done) as advance:
+
+        def after(bi: int) -> None:
+            advance(batches[bi].n_tokens)
             last = acc.batches_done == len(batches)
             if stop.signum is not None and not last:
                 ckpt.save(acc)
@@ -170,23 +123,17 @@ def _stream(model, batches, acc, probe, device, cfg, ckpt, stop, rank, manifest)
             if acc.batches_done % cfg.checkpoint_every == 0 and not last:
                 ckpt.save(acc)
 
+        engine.stream(
+            model, probe.bindings, batches, acc.update, acc.begin_batch, acc.end_batch,
+            start=acc.batches_done, after=after,
+        )  # fmt: skip
+
 
 def _load(cfg: MeasureConfig, rank: distributed.Rank):
-    from .models import load_model
-
     device = cfg.device
     if device is None and rank.world > 1 and torch.cuda.is_available():
         device = f"cuda:{rank.local_rank}"
-    return load_model(
-        cfg.model,
-        dtype=cfg.dtype,
-        device=device,
-        cache_dir=cfg.cache_dir,
-        trust_remote_code=cfg.trust_remote_code,
-        allow_pickle=cfg.allow_pickle,
-        device_map=cfg.device_map,
-        max_memory=cfg.max_memory,
-    )
+    return engine.load(cfg.model, cfg, device=device)
 
 
 def _my_part(cfg: MeasureConfig, rank: distributed.Rank) -> tuple[int, int]:
@@ -195,17 +142,12 @@ def _my_part(cfg: MeasureConfig, rank: distributed.Rank) -> tuple[int, int]:
     return i + n * rank.rank, n * rank.world
 
 
-def input_device(model) -> torch.device:
-    """Where input ids go: the embedding's execution device (device_map aware)."""
-    dmap = getattr(model, "hf_device_map", None)
-    if dmap:
-        for d in dmap.values():
-            if d not in ("disk", "meta"):
-                return torch.device(f"cuda:{d}" if isinstance(d, int) else d)
-        return torch.device(
-            "cuda:0" if torch.cuda.is_available() else "cpu"
-        )  # all on disk: accelerate runs it here
-    return next(model.parameters()).device
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
 
 
 class _Checkpoint:
@@ -263,46 +205,8 @@ class _StopOnSignal:
             signal.signal(sig, old)
 
 
-def default_out(cfg: MeasureConfig) -> str:
+def default_out(cfg) -> str:
+    """runs/MODEL-CORPUS for a config with `model` and `corpus`."""
     name = Path(cfg.model).stem if ("/" in cfg.model or cfg.model.endswith(".gguf")) else cfg.model
     corpus = Path(cfg.corpus).stem
     return str(Path("runs") / f"{name}-{corpus}")
-
-
-class _progress:
-    """Rich progress bar over tokens with tokens/s and ETA (stderr); no-op when disabled."""
-
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.enabled, self.total, self.done = enabled, total, done
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.p = Progress(
-            TextColumn("measuring"),
-            BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,} tokens"),
-            TextColumn("{task.fields[rate]} tok/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self.p.__enter__()
-        task = self.p.add_task("m", total=self.total, completed=self.done, rate="-")
-        start, base = time.time(), self.done
-
-        def advance(n: int) -> None:
-            self.p.advance(task, n)
-            done = self.p.tasks[0].completed - base
-            self.p.update(task, rate=f"{done / max(time.time() - start, 1e-9):,.0f}")
-
-        return advance
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.p.__exit__(*exc)

@@ -1,230 +1,109 @@
-"""Turn the accumulator into the run directory's tables and the manifest summary."""
+"""The headline numbers of a run, as pure functions of its tables.
+
+    summary = summarize(view)     # view: rundir.RunView, on disk or still in memory
+
+M with its location, safety verdicts, nonfinite counts, massive activations,
+outlier features, per-layer and per-domain maxima, bootstrap intervals, expert
+load. Nothing here reads a statistic's state: only the run directory's tables,
+so a summary can be recomputed from any run without the model.
+"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
 from . import analysis
-from .results import write_manifest, write_table
+from .limits import FP8_E4M3_MAX, FP8_E5M2_MAX, FP16_MAX
 from .stats import histogram as H
 from .stats.kernels import MASSIVE_ABS, MASSIVE_RATIO, OUTLIER_ABS
 
-FP16_MAX = 65504.0
-FP8_E4M3_MAX = 448.0
-FP8_E5M2_MAX = 57344.0
 
-
-def site_rows(acc, manifest) -> list[dict]:
-    """One dict per site (aliases included), in the manifest's firing order."""
-    results = {}
-    for name in acc.names:
-        r = {}
-        for s in acc.stats[name]:
-            r.update(s.result())
-        results[name] = r
-    out = []
-    for m in manifest["sites"]:
-        src = m["alias_of"] or m["name"]
-        out.append(
-            {"site": m["name"], "alias_of": m["alias_of"], **results[src]}
-            | {"kind": m["kind"], "layer": m["layer"], "module": m["module"], "note": m["note"]}
-        )
-    return out
-
-
-def write_results(out: Path, manifest: dict, acc, corpus, tok) -> dict:
-    """Write every table and the summary; mark the run complete."""
-    rows = site_rows(acc, manifest)
-    _write_sites(out, rows)
-    _write_channels(out, acc)
-    _write_hist(out, acc)
-    peak_tables = _write_topk(out, acc, corpus, tok)
-    sample_max = _write_samples(out, acc, corpus)
-    manifest["summary"] = summarize(rows, peak_tables, sample_max, corpus, acc, manifest)
-    manifest["status"] = "complete"
-    # A run whose activations left the dtype's range is complete but not trustworthy as M.
-    manifest["overflowed"] = bool(manifest["summary"].get("nonfinite", {}).get("overflowed"))
-    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_manifest(out, manifest)
-    return manifest
-
-
-def _write_sites(out: Path, rows: list[dict]) -> None:
-    cols = list(rows[0].keys()) if rows else []
-    write_table(out, "sites", {c: [r.get(c) for r in rows] for c in cols})
-
-
-def _write_channels(out: Path, acc) -> None:
-    cols: dict[str, list] = {
-        k: [] for k in ("site", "channel", "absmax", "mean", "rms", "sum_sq", "massive", "ge6")
-    }
-    for name in acc.names:
-        ext, mom, mas = acc.stat(name, "extrema"), acc.stat(name, "moments"), acc.stat(name, "massive")
-        tokens = max(int(ext.tokens), 1)
-        c = ext.channels
-        cols["site"] += [name] * c
-        cols["channel"] += list(range(c))
-        cols["absmax"] += ext.ch_absmax.cpu().tolist()
-        cols["mean"] += (mom.ch_s1.cpu() / tokens).tolist()
-        cols["rms"] += (mom.ch_s2.cpu() / tokens).sqrt().tolist()
-        cols["sum_sq"] += mom.ch_s2.cpu().tolist()
-        cols["massive"] += mas.ch_massive.cpu().tolist()
-        cols["ge6"] += mas.ch_ge6.cpu().tolist()
-    write_table(out, "channels", cols)
-
-
-def _write_hist(out: Path, acc) -> None:
-    cols: dict[str, list] = {k: [] for k in ("site", "bin", "sign", "lower", "upper", "count")}
-    for name in acc.names:
-        h = acc.stat(name, "histogram").hist.cpu().numpy()
-        for b in np.nonzero(h)[0]:
-            j = b % H.HALF
-            cols["site"].append(name)
-            cols["bin"].append(int(b))
-            cols["sign"].append(-1 if b >= H.HALF else 1)
-            cols["lower"].append(float(H.EDGES[j]))
-            cols["upper"].append(float(H.EDGES[min(j + 1, H.HALF)]))
-            cols["count"].append(int(h[b]))
-    write_table(out, "hist", cols)
-
-
-def _write_topk(out: Path, acc, corpus, tok) -> dict[str, list[dict]]:
-    keys = (
-        "site",
-        "rank",
-        "value",
-        "absval",
-        "sample",
-        "sample_id",
-        "domain",
-        "pos",
-        "channel",
-        "token",
-        "token_text",
-        "context",
-    )
-    cols: dict[str, list] = {k: [] for k in keys}
-    per_site: dict[str, list[dict]] = {}
-    ids_cache: dict[int, list[int]] = {}
-    for name in acc.names:
-        entries = acc.stat(name, "topk").entries()
-        per_site[name] = entries
-        for rank, e in enumerate(entries):
-            s = corpus.samples[e["sample"]]
-            e.update(
-                sample_id=s.id,
-                domain=s.domain,
-                token_text=tok.decode([e["token"]]),
-                context=_context(tok, s.text, e["sample"], e["pos"], ids_cache),
-            )
-            for k in keys:
-                cols[k].append(name if k == "site" else rank if k == "rank" else e[k])
-    write_table(out, "topk", cols)
-    return per_site
-
-
-def _context(tok, text: str, sample: int, pos: int, cache: dict, width: int = 8) -> str:
-    """The text of tokens pos-width .. pos+width, the peak token in [[ ]]."""
-    if sample not in cache:
-        cache[sample] = tok(text, add_special_tokens=True)["input_ids"]
-    ids = cache[sample]
-    if not 0 <= pos < len(ids):
-        return ""
-    before = tok.decode(ids[max(0, pos - width) : pos])
-    return f"{before}[[{tok.decode([ids[pos]])}]]{tok.decode(ids[pos + 1 : pos + 1 + width])}"
-
-
-def _write_samples(out: Path, acc, corpus) -> dict[str, np.ndarray]:
-    smax = {name: acc.stat(name, "samples").smax.cpu().numpy() for name in acc.names}
-    cols: dict[str, list] = {
-        "sample": list(range(len(corpus))),
-        "sample_id": [s.id for s in corpus.samples],
-        "domain": [s.domain for s in corpus.samples],
-        "source": [s.source for s in corpus.samples],
-        "tokens": acc.sample_tokens.cpu().tolist(),
-    }
-    for name, v in smax.items():
-        cols[name] = v.tolist()
-    write_table(out, "samples", cols)
-    return smax
-
-
-def summarize(rows, topk, sample_max, corpus, acc, manifest) -> dict:
+def summarize(view) -> dict:
     """The headline numbers: M with its location, safety verdicts, counts, domains, bootstrap."""
+    rows = view.sites
     hooked = [r for r in rows if r["alias_of"] is None and r["absmax"] is not None]
     if not hooked:
         return {"M": None, "note": "no finite activation was measured"}
-    peak = max(hooked, key=lambda r: (r["absmax"], -_order(rows, r)))
-    top = topk[peak["site"]][0]
-    resid = [r for r in hooked if r["kind"] == "residual"]
-    resid_max = max((r["absmax"] for r in resid), default=None)
-    nonfinite = {k: sum(int(r[k]) for r in hooked) for k in ("nan", "posinf", "neginf")}
-    first_bad = next(
-        (r["site"] for r in rows if r["alias_of"] is None and (r["nan"] or r["posinf"] or r["neginf"])), None
-    )
+    peak = max(hooked, key=lambda r: (r["absmax"], -rows.index(r)))
+    top = view.topk_by_site[peak["site"]][0]
+    resid_max = max((r["absmax"] for r in hooked if r["kind"] == "residual"), default=None)
+    nonfinite = nonfinite_counts(rows, hooked)
+    sample_max = {k: v.astype(np.float32) for k, v in view.sample_max().items()}  # the state's dtype
     all_max = np.max(np.stack(list(sample_max.values())), axis=0)
-    domains = [s.domain for s in corpus.samples]
-    carriers = sorted({r["kind"] for r in hooked if r["absmax"] == peak["absmax"]})
+    domains = view.samples.column("domain").to_pylist()
     return {
         "M": peak["absmax"],
         "M_signed": top["value"],
-        "location": {
-            "site": peak["site"],
-            "kind": peak["kind"],
-            "layer": peak["layer"],
-            "channel": top["channel"],
-            "sample": top["sample"],
-            "sample_id": top["sample_id"],
-            "domain": top["domain"],
-            "position": top["pos"],
-            "token_id": top["token"],
-            "token_text": top["token_text"],
-            "context": top["context"],
-        },
-        "carrier_kinds": carriers,
+        "location": location(peak, top),
+        "carrier_kinds": sorted({r["kind"] for r in hooked if r["absmax"] == peak["absmax"]}),
         "residual_max": resid_max,
         "residual_carries_M": resid_max is not None and resid_max == peak["absmax"],
-        "safety": {
-            "fp16_safe": peak["absmax"] < FP16_MAX and not any(nonfinite.values()),
-            "fp16_headroom": FP16_MAX / peak["absmax"] if peak["absmax"] else None,
-            "sites_over_fp16": [r["site"] for r in hooked if r["absmax"] >= FP16_MAX],
-            "sites_over_fp8_e4m3": len([r for r in hooked if r["absmax"] > FP8_E4M3_MAX]),
-            "sites_over_fp8_e5m2": len([r for r in hooked if r["absmax"] > FP8_E5M2_MAX]),
-        },
-        "nonfinite": {
-            **nonfinite,
-            "first_site": first_bad,
-            "first_layer": next((r["layer"] for r in rows if r["site"] == first_bad), None),
-            "overflowed": first_bad is not None,
-            "advice": "measure in float32 or bfloat16" if first_bad is not None else None,
-        },
+        "safety": safety(hooked, peak["absmax"], nonfinite),
+        "nonfinite": nonfinite,
         # With inf/nan present, M covers finite values only and is a lower bound of the true peak.
-        "M_lower_bound": first_bad is not None,
-        "massive": _massive_summary(hooked, acc),
-        "outlier_features": _outlier_features(acc, manifest),
-        "per_layer": _per_layer(hooked),
-        "experts": _expert_load(acc, manifest),
+        "M_lower_bound": nonfinite["first_site"] is not None,
+        "massive": massive_summary(hooked, view),
+        "outlier_features": outlier_features(view),
+        "per_layer": per_layer(hooked),
+        "experts": expert_summary(view),
         "domains": analysis.domain_maxima(all_max, domains),
-        "domains_by_kind": _domains_by_kind(sample_max, domains, manifest),
+        "domains_by_kind": domains_by_kind(sample_max, domains, view),
         "bootstrap": analysis.bootstrap_m(all_max, analysis.bootstrap_sizes(int((all_max >= 0).sum()))),
         "quantile_rel_error": H.REL_ERROR,
     }
 
 
-def _order(rows, r) -> int:
-    return rows.index(r)
+def location(peak: dict, top: dict) -> dict:
+    return {
+        "site": peak["site"],
+        "kind": peak["kind"],
+        "layer": peak["layer"],
+        "channel": top["channel"],
+        "sample": top["sample"],
+        "sample_id": top["sample_id"],
+        "domain": top["domain"],
+        "position": top["pos"],
+        "token_id": top["token"],
+        "token_text": top["token_text"],
+        "context": top["context"],
+    }
 
 
-def _massive_summary(hooked, acc) -> dict:
+def nonfinite_counts(rows: list[dict], hooked: list[dict]) -> dict:
+    counts = {k: sum(int(r[k]) for r in hooked) for k in ("nan", "posinf", "neginf")}
+    first_bad = next(
+        (r for r in rows if r["alias_of"] is None and (r["nan"] or r["posinf"] or r["neginf"])), None
+    )
+    return {
+        **counts,
+        "first_site": first_bad["site"] if first_bad else None,
+        "first_layer": first_bad["layer"] if first_bad else None,
+        "overflowed": first_bad is not None,
+        "advice": "measure in float32 or bfloat16" if first_bad is not None else None,
+    }
+
+
+def safety(hooked: list[dict], m: float, nonfinite: dict) -> dict:
+    bad = any(nonfinite[k] for k in ("nan", "posinf", "neginf"))
+    return {
+        "fp16_safe": m < FP16_MAX and not bad,
+        "fp16_headroom": FP16_MAX / m if m else None,
+        "sites_over_fp16": [r["site"] for r in hooked if r["absmax"] >= FP16_MAX],
+        "sites_over_fp8_e4m3": len([r for r in hooked if r["absmax"] > FP8_E4M3_MAX]),
+        "sites_over_fp8_e5m2": len([r for r in hooked if r["absmax"] > FP8_E5M2_MAX]),
+    }
+
+
+def massive_summary(hooked: list[dict], view) -> dict:
     """Sun et al.'s criterion with two medians: per token (exact, for the candidate
     tokens) and layer-wide (the run's median |a| of the site, from the histogram)."""
-    per_token = sum(r["massive_elements"] for r in hooked)
     layer_wide_lo = layer_wide_hi = 0
     for r in hooked:
-        h = acc.stat(r["site"], "histogram").hist.cpu().numpy()
+        h = view.hist(r["site"])
+        if h is None:
+            continue
         med = H.quantiles(h, [0.5])[0] or 0.0
         t = max(MASSIVE_ABS, MASSIVE_RATIO * med)
         lo, hi = H.fraction_above(h, [t])[t]
@@ -233,7 +112,7 @@ def _massive_summary(hooked, acc) -> dict:
         layer_wide_hi += round(hi * n)
     return {
         "per_token_median": {
-            "elements": per_token,
+            "elements": sum(r["massive_elements"] for r in hooked),
             "tokens": sum(r["massive_tokens"] for r in hooked),
             "lower_bound": any(r["massive_lower_bound"] for r in hooked),
         },
@@ -242,22 +121,24 @@ def _massive_summary(hooked, acc) -> dict:
     }
 
 
-def _outlier_features(acc, manifest) -> dict:
+def outlier_features(view) -> dict:
     """LLM.int8() outlier features: hidden-size channels of the inputs to linear layers
     (what the int8 matmul sees) with |a| >= 6 in >= 6% of tokens, in >= 25% of layers."""
-    meta = {s["name"]: s for s in manifest["sites"]}
-    lin = [n for n in acc.names if meta[n]["kind"] == "linear_input" and meta[n]["layer"] is not None]
+    lin = [
+        r
+        for r in view.sites
+        if r["alias_of"] is None and r["kind"] == "linear_input" and r["layer"] is not None
+    ]
     if not lin:
         return {"channels": [], "site_kind": "linear_input"}
-    widths = [acc.stat(n, "extrema").channels for n in lin]
+    widths = [r["channels"] for r in lin]
     hidden = max(set(widths), key=widths.count)  # q/k/v/gate/up inputs have the model width
     by_layer: dict[int, np.ndarray] = {}
-    for n, w in zip(lin, widths):
-        if w != hidden:
+    for r in lin:
+        if r["channels"] != hidden:
             continue
-        frac = acc.stat(n, "massive").ch_ge6.cpu().numpy() / max(int(acc.stat(n, "extrema").tokens), 1)
-        layer = meta[n]["layer"]
-        by_layer[layer] = np.maximum(by_layer.get(layer, 0), frac)
+        frac = view.channels(r["site"])["ge6"] / max(int(r["tokens"]), 1)
+        by_layer[r["layer"]] = np.maximum(by_layer.get(r["layer"], 0), frac)
     hit = np.stack([f >= 0.06 for f in by_layer.values()])  # (layers, C)
     chans = np.nonzero(hit.mean(axis=0) >= 0.25)[0]
     return {
@@ -267,11 +148,11 @@ def _outlier_features(acc, manifest) -> dict:
     }
 
 
-def _domains_by_kind(
-    sample_max: dict[str, np.ndarray], domains: list[str], manifest
+def domains_by_kind(
+    sample_max: dict[str, np.ndarray], domains: list[str], view
 ) -> dict[str, dict[str, float]]:
     """kind -> domain -> max|a| over that kind's sites and the domain's samples."""
-    kinds = {s["name"]: s["kind"] for s in manifest["sites"]}
+    kinds = {s["name"]: s["kind"] for s in view.manifest["sites"]}
     by_kind: dict[str, np.ndarray] = {}
     for name, v in sample_max.items():
         k = kinds[name]
@@ -279,25 +160,46 @@ def _domains_by_kind(
     return {k: analysis.domain_maxima(v, domains) for k, v in by_kind.items()}
 
 
-def _expert_load(acc, manifest) -> dict | None:
-    """MoE: tokens routed to each expert per layer, and experts that got none (their
-    ranges were never observed: a known calibration failure of quantization tools).
-    Routing sites hold a 0/1 row per real token, so per-channel sums of x^2 are counts."""
-    routing = [s["name"] for s in manifest["sites"] if s["kind"] == "routing" and not s["alias_of"]]
-    if not routing:
+def expert_load(run) -> dict[str, list[int]]:
+    """routing site -> tokens routed to each expert (a run directory or a RunView).
+
+    The routing site is 0/1, so its per-channel sum of squares (channels table,
+    float64 sums of exact float32 batch sums) is the exact count of real tokens
+    routed to each expert; padding rows were dropped like at every site.
+    """
+    view = _view(run)
+    routing = [
+        s["name"] for s in view.manifest.get("sites", []) if s["kind"] == "routing" and not s["alias_of"]
+    ]
+    return {n: [round(v) for v in view.channels(n)["sum_sq"].tolist()] for n in routing}
+
+
+def idle_experts(run) -> dict[str, list[int]]:
+    """routing site -> experts that received no tokens in the whole run (a calibration
+    failure for quantization tools: their ranges were never observed)."""
+    return {site: [e for e, n in enumerate(counts) if n == 0] for site, counts in expert_load(run).items()}
+
+
+def expert_summary(view) -> dict | None:
+    """MoE: tokens routed to each expert per layer, and experts that got none."""
+    load = expert_load(view)
+    if not load:
         return None
-    load = {n: [round(v) for v in acc.stat(n, "moments").ch_s2.cpu().tolist()] for n in routing}
     return {"load": load, "idle": {n: [e for e, c in enumerate(v) if c == 0] for n, v in load.items()}}
 
 
-def _per_layer(hooked) -> dict[str, list[list]]:
-    out: dict[str, list[list]] = {}
+def per_layer(hooked) -> dict[str, list[list]]:
+    best: dict[str, dict[int, float]] = {}
     for r in hooked:
         if r["layer"] is not None:
-            out.setdefault(r["kind"], []).append([r["layer"], r["absmax"]])
-    for kind, pts in out.items():
-        best: dict[int, float] = {}
-        for layer, v in pts:
-            best[layer] = max(best.get(layer, 0.0), v)
-        out[kind] = [[k, best[k]] for k in sorted(best)]
-    return out
+            b = best.setdefault(r["kind"], {})
+            b[r["layer"]] = max(b.get(r["layer"], 0.0), r["absmax"])
+    return {kind: [[k, b[k]] for k in sorted(b)] for kind, b in best.items()}
+
+
+def _view(run):
+    if isinstance(run, (str, Path)):
+        from .rundir import RunView
+
+        return RunView(run)
+    return run

@@ -13,9 +13,10 @@ from actscope.adapters import ADAPTERS, discover_sites
 from actscope.adapters.tiny import TINY
 from actscope.config import MeasureConfig
 from actscope.corpus import TokenizeConfig, make_batches, tokenize_corpus
+from actscope.engine import batch_context
 from actscope.hooks import HookSet
 from actscope.probe import probe_sites
-from actscope.runner import batch_context, measure
+from actscope.runner import measure
 from actscope.sites import KINDS
 from actscope.stats import DEFAULT_STATISTICS
 from actscope.stats.accumulator import Accumulator

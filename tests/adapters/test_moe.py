@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from actscope.adapters import discover_sites
-from actscope.adapters.moe import expert_load, idle_experts, recompute_experts
+from actscope.adapters.moe import recompute_experts
 from actscope.adapters.tiny import tiny_model
 from actscope.config import MeasureConfig
 from actscope.runner import measure
+from actscope.summary import expert_load, idle_experts
 
 MOE = ["qwen3_moe", "gpt_oss"]
 

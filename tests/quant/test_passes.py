@@ -8,13 +8,13 @@ import torch
 
 from actscope.adapters import discover_sites
 from actscope.corpus import TokenizeConfig, make_batches, tokenize_corpus
+from actscope.engine import probe_inputs
 from actscope.probe import probe_sites
 from actscope.quant.passes import calibrate, evaluate
 from actscope.quant.primitives import amax_to_scale, compute_error, fake_quantize, fake_quantize_dynamic
 from actscope.quant.quantizer import build_quantizer
 from actscope.quant.scheme import parse_scheme
 from actscope.quant.splits import split_corpus, subset
-from actscope.runner import probe_inputs
 from actscope.sites import select_sites
 
 

@@ -10,7 +10,7 @@ import torch
 from actscope.corpus import TokenizeConfig, make_batches, tokenize_corpus
 from actscope.quant import QuantConfig, run_quant
 from actscope.quant.e2e import QuantizedLinearInputs, evaluate_e2e
-from actscope.results import read_manifest, read_table
+from actscope.rundir import read_manifest, read_table
 
 SCHEMES = (
     "int8:tensor:absmax",

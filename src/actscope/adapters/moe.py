@@ -256,32 +256,3 @@ def _arg(args, kwargs, pos: int, names: tuple[str, ...]):
         if n in kwargs:
             return kwargs[n]
     raise ValueError(f"expected argument {pos} ({' or '.join(names)}) in this call")
-
-
-# --- reading a run ------------------------------------------------------------------------------
-
-
-def expert_load(run) -> dict[str, list[int]]:
-    """routing site -> tokens routed to each expert, from a run directory.
-
-    The routing site is 0/1, so its per-channel sum of squares (channels table,
-    float64 sums of exact float32 batch sums) is the exact count of real tokens
-    routed to each expert; padding rows were dropped like at every site.
-    """
-    from ..results import read_manifest, read_table
-
-    routing = {
-        s["name"] for s in read_manifest(run)["sites"] if s["kind"] == "routing" and not s.get("alias_of")
-    }
-    cols = read_table(run, "channels").select(["site", "channel", "sum_sq"]).to_pydict()
-    load: dict[str, dict[int, int]] = {}
-    for site, ch, n in zip(cols["site"], cols["channel"], cols["sum_sq"], strict=True):
-        if site in routing:
-            load.setdefault(site, {})[ch] = round(n)
-    return {site: [per[c] for c in sorted(per)] for site, per in load.items()}
-
-
-def idle_experts(run) -> dict[str, list[int]]:
-    """routing site -> experts that received no tokens in the whole run (a calibration
-    failure for quantization tools: their ranges were never observed)."""
-    return {site: [e for e, n in enumerate(counts) if n == 0] for site, counts in expert_load(run).items()}

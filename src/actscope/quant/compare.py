@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from ..errors import RunDirError
-from ..results import read_manifest, read_table, write_table
+from ..rundir import atomic_write_text, read_manifest, read_table, write_table
 from .covariance import correlations
 from .results import _clean, peak_residual_site
 
@@ -60,5 +60,5 @@ def write_compare(out: str | Path, runs: list[str], corr: list[dict], peaks: lis
     path.mkdir(parents=True, exist_ok=True)
     write_table(path, "quant_compare", {c: [r[c] for r in corr] for c in (list(corr[0]) if corr else [])})
     doc = {"runs": [str(r) for r in runs], "correlation": corr, "peaks": peaks}
-    (path / "quant_compare.json").write_text(json.dumps(_clean(doc), indent=2) + "\n")
+    atomic_write_text(path / "quant_compare.json", json.dumps(_clean(doc), indent=2) + "\n")
     return path

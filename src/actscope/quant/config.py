@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import UserError
 from .recommend import Budget
@@ -31,6 +31,8 @@ class QuantConfig:
     cache_dir: str | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    device_map: str | None = None
+    max_memory: dict | None = field(default=None, hash=False)
 
     def __post_init__(self):
         for spec in (*self.schemes, *self.e2e):

@@ -21,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+from ..engine import input_device
 from .quantizer import Quantizer
 
 FIELDS = ("positions", "nll", "kl", "agree")
@@ -76,7 +77,7 @@ def _next_token_rows(
 
 def evaluate_e2e(model: nn.Module, batches, schemes: dict[str, dict[str, Quantizer]]) -> dict[str, dict]:
     """{"float": {...}, scheme name: {...}} with ce, ppl, kl, top1_agree, positions, and deltas."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     sums = {
         name: torch.zeros(len(FIELDS), dtype=torch.float64, device=device) for name in ("float", *schemes)
     }

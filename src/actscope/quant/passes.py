@@ -1,7 +1,7 @@
 """The two streaming passes: calibrate (statistics on one split) and evaluate (errors on the other).
 
-Both reuse the measurement engine: batches from corpus/, provenance from
-runner.batch_context, hooks from hooks.HookSet, padding dropped by SiteView.
+Both run on the measurement engine (engine.stream: the input device, provenance,
+hooks and the forward call of `actscope measure`); padding is dropped by SiteView.
 The calibration pass keeps per site max|a| (per channel), moments and the
 log histogram (the statistics of stats/); the evaluation pass fake-quantizes
 each hooked site with every scheme inside the hook and keeps only error sums.
@@ -9,14 +9,9 @@ each hooked site with every scheme inside the hook and keeps only error sums.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import nn
 
-from ..hooks import HookSet
-from ..runner import batch_context, forward_fn
-from ..sites import SiteBinding
+from ..engine import input_device, stream
 from ..stats.accumulator import Accumulator
 from ..stats.base import SiteView
 from .metrics import ErrorSums
@@ -27,25 +22,11 @@ CALIBRATION_STATS = ("extrema", "moments", "histogram")
 EVALUATION_STATS = ("extrema", "moments")
 
 
-def stream(
-    model: nn.Module, bindings: list[SiteBinding], batches, sink, begin: Callable, end: Callable
-) -> None:
-    """Forward every batch with hooks feeding sink(i, x); begin(ctx) / end() around each batch."""
-    device = next(model.parameters()).device
-    run = forward_fn(model)
-    with HookSet(model, bindings, sink) as hooks, torch.inference_mode():
-        for batch in batches:
-            begin(batch_context(batch, device))
-            run(batch.input_ids.to(device), batch.attention_mask.to(device))
-            hooks.check_once()
-            end()
-
-
 def calibrate(
     model, bindings, channels: dict[str, int], batches, n_samples: int, linear_modules
 ) -> dict[str, SiteCalibration]:
     """{hooked site name -> SiteCalibration}; linear_modules: site name -> modules reading it."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     acc = Accumulator(channels, n_samples, device, CALIBRATION_STATS)
     stream(model, bindings, batches, acc.update, acc.begin_batch, acc.end_batch)
     kinds = {b.site.name: b.site.kind for b in bindings}
@@ -90,7 +71,7 @@ class EvalSink:
 
 
 def evaluate(model, bindings, channels, quantizers, batches, n_samples: int) -> EvalSink:
-    device = next(model.parameters()).device
+    device = input_device(model)
     sink = EvalSink(channels, quantizers, n_samples, device)
     stream(model, bindings, batches, sink.update, sink.stats.begin_batch, sink.stats.end_batch)
     return sink

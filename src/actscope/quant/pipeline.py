@@ -14,12 +14,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import engine
 from ..corpus import TokenizeConfig, load_corpus, make_batches, tokenize_corpus
 from ..errors import RunDirError
-from ..probe import probe_sites
-from ..results import prepare_run_dir, read_manifest
-from ..runner import probe_inputs
-from ..sites import select_sites
+from ..rundir import MANIFEST, prepare_run_dir, quant_only_manifest, read_manifest
 from ..stats import histogram as H
 from .config import QuantConfig
 from .covariance import correlations
@@ -46,7 +44,7 @@ class Target:
 
 def resolve_target(cfg: QuantConfig) -> Target:
     path = Path(cfg.target)
-    if (path / "run.json").exists():
+    if (path / MANIFEST).exists():
         m = read_manifest(path)
         settings = m.get("settings", {})
         return Target(
@@ -64,11 +62,10 @@ def open_output(cfg: QuantConfig, target: Target, loaded, corpus) -> tuple[Path,
     """The run directory to write and its manifest (a minimal one for a new directory)."""
     if target.run is not None:
         return target.run, dict(target.manifest or {})
-    from ..config import MeasureConfig
     from ..runner import default_out
 
-    out = Path(cfg.out or default_out(MeasureConfig(model=target.model, corpus=target.corpus)))
-    if (out / "run.json").exists():
+    out = Path(cfg.out or default_out(target))
+    if (out / MANIFEST).exists():
         manifest = read_manifest(out)
         if manifest.get("model", {}).get("source") != target.model:
             raise RunDirError(
@@ -77,16 +74,7 @@ def open_output(cfg: QuantConfig, target: Target, loaded, corpus) -> tuple[Path,
             )
         return out, manifest
     out = prepare_run_dir(out, overwrite=False, resume=False)
-    manifest = {
-        "schema_version": 1,
-        "status": "quant-only",
-        "model": loaded.info,
-        "corpus": {"name": corpus.name, "hash": corpus.hash, "samples": len(corpus), **corpus.manifest},
-        "settings": {
-            "bos": target.bos,
-            "dtype": str(next(loaded.model.parameters()).dtype).replace("torch.", ""),
-        },
-    }
+    manifest = quant_only_manifest(loaded, corpus, target.bos)
     return out, manifest
 
 
@@ -94,16 +82,7 @@ def run_quant(cfg: QuantConfig, *, loaded=None, corpus=None) -> tuple[Path, dict
     t0 = time.time()
     target = resolve_target(cfg)
     if loaded is None:
-        from ..models import load_model
-
-        loaded = load_model(
-            target.model,
-            dtype=target.dtype,
-            device=cfg.device,
-            cache_dir=cfg.cache_dir,
-            trust_remote_code=cfg.trust_remote_code,
-            allow_pickle=cfg.allow_pickle,
-        )
+        loaded = engine.load(target.model, cfg, dtype=target.dtype)
     corpus = corpus if corpus is not None else load_corpus(target.corpus)
     out, manifest = open_output(cfg, target, loaded, corpus)
     split = split_corpus(corpus, cfg.calib, cfg.eval, cfg.seed)
@@ -114,7 +93,6 @@ def run_quant(cfg: QuantConfig, *, loaded=None, corpus=None) -> tuple[Path, dict
     t_eval = time.time()
     e2e, rec = _end_to_end(cfg, loaded.model, data, probe, quantizers, schemes, rows, bool(linear_modules))
     section = {
-        "schema_version": 1,
         "settings": {**{k: v for k, v in asdict(cfg).items() if k != "budget"}, "budget": asdict(cfg.budget)},
         "corpus": {"name": corpus.name, "hash": corpus.hash},
         "split": {
@@ -186,7 +164,7 @@ def _end_to_end(cfg, model, data, probe, quantizers, schemes, rows, has_linear: 
 
 def _batches(cfg: QuantConfig, target: Target, tok, corpus, split) -> dict:
     tcfg = TokenizeConfig(bos=target.bos, max_length=cfg.max_length, overflow="truncate")
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad_id = engine.pad_id(tok)
     calib_seqs = tokenize_corpus(subset(corpus, split.calibration), tok, tcfg)
     eval_seqs = tokenize_corpus(subset(corpus, split.evaluation), tok, tcfg)
     return {
@@ -202,11 +180,7 @@ def _batches(cfg: QuantConfig, target: Target, tok, corpus, split) -> dict:
 
 def _resolve_sites(cfg: QuantConfig, model, calib_seqs, pad_id):
     """Probe the selected sites; map each hooked linear-input site to the modules that read it."""
-    from ..adapters import discover_sites
-
-    device = next(model.parameters()).device
-    chosen = select_sites(discover_sites(model).bindings, cfg.sites)
-    probe = probe_sites(model, chosen, *probe_inputs(calib_seqs, device, pad_id))
+    _, probe = engine.resolve_sites(model, cfg.sites, calib_seqs, pad_id)
     linear: dict[str, list] = {}
     for name, b in probe.usable.items():
         if b.site.kind == "linear_input":

@@ -14,7 +14,7 @@ import math
 import statistics
 from pathlib import Path
 
-from ..results import write_manifest, write_table
+from ..rundir import write_manifest, write_table
 from .formats import BlockFormat
 from .scheme import Scheme
 

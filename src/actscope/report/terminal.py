@@ -113,7 +113,7 @@ def _safety(con: Console, s: dict) -> None:
 
 
 def _per_kind(con: Console, run, manifest: dict) -> None:
-    from ..results import read_table
+    from ..rundir import read_table
 
     rows = read_table(run, "sites").to_pylist()
     t = Table(title="max|a| by site kind", show_lines=False)
@@ -160,7 +160,7 @@ def _domains(con: Console, s: dict) -> None:
 
 
 def _sites(con: Console, run) -> None:
-    from ..results import read_table
+    from ..rundir import read_table
 
     t = Table(title="sites")
     for col in ("site", "kind", "max|a|", "min", "max", "rms", "kurtosis", "q0.999", "massive"):
@@ -180,7 +180,8 @@ def _sites(con: Console, run) -> None:
     con.print(t)
 
 
-def print_sites(loaded, plan, chosen, *, coverage: bool = False, as_json: bool = False) -> None:
+def print_sites(plan, chosen, shapes: dict, *, coverage: bool = False, as_json: bool = False) -> None:
+    """The sites table; `shapes` from engine.probe_shapes (a print function runs no forward pass)."""
     import json
 
     from ..sites import KINDS
@@ -210,7 +211,6 @@ def print_sites(loaded, plan, chosen, *, coverage: bool = False, as_json: bool =
         )
         return
     con = _console()
-    shapes = _probe_shapes(loaded, chosen)
     t = Table(title=f"{len(chosen)} sites of {plan.model_type} (adapter: {plan.table_name})")
     for col in ("name", "kind", "module", "point", "shape (probe)", "note"):
         t.add_column(col)
@@ -228,17 +228,3 @@ def print_sites(loaded, plan, chosen, *, coverage: bool = False, as_json: bool =
             st = "found" if k in found else "absent by design" if k in plan.absent_kinds else "not found"
             c.add_row(k, st)
         con.print(c)
-
-
-def _probe_shapes(loaded, chosen) -> dict:
-    """Shapes from a two-row probe forward, (batch, seq, ...) = (2, 7, ...)."""
-    import torch
-
-    from ..probe import probe_sites
-
-    tok = loaded.tokenizer
-    ids = tok(["The quick brown fox jumps over the lazy dog"] * 2, add_special_tokens=True)["input_ids"]
-    device = next(loaded.model.parameters()).device
-    x = torch.tensor([i[:7] for i in ids], device=device)
-    res = probe_sites(loaded.model, chosen, x, torch.ones_like(x))
-    return {**res.shapes, **{k: f"skipped: {v}" for k, v in res.dropped.items()}}

@@ -108,6 +108,12 @@ class Statistic:
     name = "statistic"
     merge_rules: dict[str, str] = {}
     native_slots: dict[str, str] = {}  # state field -> native.c slot; empty: update() only
+    # What the statistic contributes to the run directory (rundir/schema.py builds the
+    # tables' schemas from these): sites.parquet columns of result(), channels.parquet
+    # columns of channel_result(), and the one table that table_data() feeds, if any.
+    columns: dict[str, str] = {}  # column -> Arrow type name ("int64", "float64", "bool")
+    channel_columns: dict[str, str] = {}
+    table: str | None = None  # "hist", "topk" or "samples"
 
     def __init__(self, channels: int, n_samples: int, device: torch.device):
         self.channels = channels
@@ -131,5 +137,13 @@ class Statistic:
             setattr(self, f, REDUCE[rule](getattr(self, f), getattr(other, f).to(self.device)))
 
     def result(self) -> dict:
-        """Scalars for the sites table (host values; called once at the end)."""
+        """Scalars for the sites table (host values; called once at the end): `columns`."""
         return {}
+
+    def channel_result(self) -> dict:
+        """Per-channel numpy arrays (C,) for the channels table: `channel_columns`."""
+        return {}
+
+    def table_data(self):
+        """What this statistic contributes to its own table (`table`), as host data."""
+        return None

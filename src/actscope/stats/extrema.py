@@ -19,6 +19,17 @@ class Extrema(Statistic):
         "ch_absmax": "max",
     }
     native_slots = {f: f for f in merge_rules}
+    columns = {
+        "elements": "int64",
+        "tokens": "int64",
+        "channels": "int64",
+        "min": "float64",
+        "max": "float64",
+        "absmax": "float64",
+        "absmax_signed": "float64",
+        "zero_channels": "int64",
+    }
+    channel_columns = {"absmax": "float64"}
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)
@@ -57,3 +68,6 @@ class Extrema(Statistic):
             # (layers.i.mlp.experts.routed.in), experts that received no tokens.
             "zero_channels": int((self.ch_absmax == 0).sum()) if int(self.tokens) else None,
         }
+
+    def channel_result(self) -> dict:
+        return {"absmax": self.ch_absmax.cpu().double().numpy()}

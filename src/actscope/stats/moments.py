@@ -26,6 +26,8 @@ class Moments(Statistic):
         "ch_s2": "sum",
     }
     native_slots = {"n": "elements", **{f: f for f in ("s1", "s2", "s3", "s4", "ch_s1", "ch_s2")}}
+    columns = {"mean": "float64", "std": "float64", "rms": "float64", "kurtosis": "float64"}
+    channel_columns = {"mean": "float64", "rms": "float64", "sum_sq": "float64"}
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)
@@ -56,3 +58,9 @@ class Moments(Statistic):
         c4 = m4 - 4 * mu * m3 + 6 * mu * mu * m2 - 3 * mu**4
         kurt = c4 / var**2 - 3.0 if var > 0 else None
         return {"mean": mu, "std": math.sqrt(var), "rms": math.sqrt(m2), "kurtosis": kurt}
+
+    def channel_result(self) -> dict:
+        """Per-channel mean and rms over the site's real tokens (n / C of them), and sum x^2."""
+        tokens = max(int(self.n) // max(self.channels, 1), 1)
+        s1, s2 = self.ch_s1.cpu(), self.ch_s2.cpu()
+        return {"mean": (s1 / tokens).numpy(), "rms": (s2 / tokens).sqrt().numpy(), "sum_sq": s2.numpy()}

@@ -34,6 +34,13 @@ class Massive(Statistic):
         "ch_ge6": "sum",
     }
     native_slots = {f: f for f in merge_rules}
+    columns = {
+        "massive_elements": "int64",
+        "massive_tokens": "int64",
+        "massive_lower_bound": "bool",
+        "tokens_over_100": "int64",
+    }
+    channel_columns = {"massive": "int64", "ge6": "int64"}
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)
@@ -63,6 +70,9 @@ class Massive(Statistic):
             "tokens_over_100": int(self.tokens_over_100),
         }
 
+    def channel_result(self) -> dict:
+        return {"massive": self.ch_massive.cpu().numpy(), "ge6": self.ch_ge6.cpu().numpy()}
+
 
 class SampleMax(Statistic):
     """max|a| of every corpus sample at this site: per-domain maxima and bootstrap
@@ -71,6 +81,7 @@ class SampleMax(Statistic):
     name = "samples"
     merge_rules = {"smax": "max"}
     native_slots = {"smax": "sample_max"}
+    table = "samples"
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)
@@ -78,3 +89,7 @@ class SampleMax(Statistic):
 
     def update(self, v: SiteView) -> None:
         self.smax.scatter_reduce_(0, v.ctx.sample, v.tok_abs, reduce="amax")
+
+    def table_data(self):
+        """(n_samples,) float32 max|a| per sample, -1 where the sample was not measured."""
+        return self.smax.cpu().numpy()

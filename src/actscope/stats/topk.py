@@ -53,6 +53,7 @@ class TopK(Statistic):
     name = "topk"
     merge_rules = dict.fromkeys(_FIELDS, "topk")
     native_slots = {f: f"topk_{f}" for f in _FIELDS}
+    table = "topk"
 
     def __init__(self, channels, n_samples, device, k: int = K):
         super().__init__(channels, n_samples, device)
@@ -104,3 +105,6 @@ class TopK(Statistic):
             for i in range(self.k)
             if cols["absval"][i] >= 0 and cols["sample"][i] >= 0
         ]
+
+    def table_data(self):
+        return self.entries()
