@@ -146,9 +146,17 @@ def statistic_classes(stat_names) -> list:
     return [STATISTICS.get(s) for s in stat_names]
 
 
+def site_meaning(column: str) -> str:
+    if column.startswith("frac_ge_"):
+        return f"fraction of elements with \\|a\\| >= {column[8:]} (upper bound)"
+    if column.startswith("q") and column[1:].replace(".", "").isdigit():
+        return f"the {column[1:]} quantile of \\|a\\| (histogram bin midpoint)"
+    return SITE_STAT_MEANINGS[column]
+
+
 def site_columns(stat_names) -> list[tuple[str, str, str]]:
     cols = [
-        (n, t, SITE_STAT_MEANINGS.get(n, ""))
+        (n, t, site_meaning(n))
         for cls in statistic_classes(stat_names)
         for n, t in cls.columns.items()
     ]
@@ -157,7 +165,7 @@ def site_columns(stat_names) -> list[tuple[str, str, str]]:
 
 def channel_columns(stat_names) -> list[tuple[str, str, str]]:
     cols = [
-        (n, t, CHANNEL_MEANINGS.get(n, ""))
+        (n, t, CHANNEL_MEANINGS[n])
         for cls in statistic_classes(stat_names)
         for n, t in cls.channel_columns.items()
     ]
@@ -189,3 +197,16 @@ def columns(name: str, stat_names=None, sites=()) -> list[tuple[str, str, str]]:
 
 def schema(name: str, stat_names=None, sites=()) -> pa.Schema:
     return _schema(columns(name, stat_names, sites))
+
+
+DOC_TABLES = ("sites", "channels", "hist", "topk", "samples", "quant", "quant_corr")
+
+
+def markdown(name: str) -> str:
+    """The column table of `name` as docs/run-format.md shows it (scripts/gen_run_format.py)."""
+    cols = columns(name, sites=("SITE",)) if name == "samples" else columns(name)
+    if name == "samples":
+        cols = [c if c[0] != "SITE" else SAMPLES_SITE for c in cols]
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{n}` | {t} | {m} |" for n, t, m in cols]
+    return "\n".join(lines)
