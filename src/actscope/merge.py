@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import RunDirError
+from .finish import complete_run
 from .rundir import (
     RunLock,
     RunView,
     TableProvenance,
-    complete_run,
     load_state,
     prepare_run_dir,
     read_manifest,

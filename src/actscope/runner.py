@@ -25,12 +25,12 @@ from .config import MeasureConfig
 from .corpus import TokenizeConfig, load_corpus
 from .corpus.batching import padding_fraction
 from .errors import Interrupted, RunDirError
+from .finish import complete_run
 from .progress import TokenProgress
 from .rundir import (
     STATE,
     MeasuredProvenance,
     RunLock,
-    complete_run,
     load_state,
     measure_manifest,
     prepare_run_dir,

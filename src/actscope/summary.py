@@ -16,6 +16,7 @@ import numpy as np
 
 from . import analysis
 from .limits import FP8_E4M3_MAX, FP8_E5M2_MAX, FP16_MAX
+from .rundir import RunView
 from .stats import histogram as H
 from .stats.kernels import MASSIVE_ABS, MASSIVE_RATIO, OUTLIER_ABS
 
@@ -198,8 +199,4 @@ def per_layer(hooked) -> dict[str, list[list]]:
 
 
 def _view(run):
-    if isinstance(run, (str, Path)):
-        from .rundir import RunView
-
-        return RunView(run)
-    return run
+    return RunView(run) if isinstance(run, (str, Path)) else run

@@ -1,6 +1,7 @@
 """Architecture knowledge as data: generic discovery plus a small table per family."""
 
-from .base import ADAPTERS, FamilyTable, SitePlan, discover_sites
+from .base import ADAPTERS, FamilyTable, SitePlan
+from .discover import discover_sites
 
 __all__ = ["ADAPTERS", "FamilyTable", "SitePlan", "discover_sites"]
 

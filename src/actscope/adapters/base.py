@@ -18,11 +18,19 @@ from torch import nn
 
 from ..errors import ModelError
 from ..registry import Registry
-from ..sites import KINDS, Site, SiteBinding
+from ..sites import KINDS, SiteBinding
 
 log = logging.getLogger(__name__)
 
 MOE_KINDS = frozenset({"router", "routing", "expert"})
+
+LINEAR_TYPES: tuple[type, ...] = (nn.Linear,)
+try:  # GPT-2 style Conv1D is a linear layer with transposed weights
+    from transformers.pytorch_utils import Conv1D
+
+    LINEAR_TYPES = (nn.Linear, Conv1D)
+except ImportError:  # pragma: no cover
+    pass
 
 
 @dataclass(frozen=True)
@@ -167,61 +175,3 @@ def shared_modules(model: nn.Module) -> set[int]:
     for _, mod in model.named_modules(remove_duplicate=False):
         seen[id(mod)] = seen.get(id(mod), 0) + 1
     return {i for i, n in seen.items() if n > 1}
-
-
-def discover_sites(model: nn.Module) -> SitePlan:
-    """Bindings for every canonical site, in forward order."""
-    from .layer import LayerScan
-
-    model_type, text_type, table_name, table = resolve_table(model)
-    layers_path, layers = find_layers(model, table)
-    cfg = text_config(model)
-    scan = LayerScan(table, shared_modules(model), getattr(cfg, "layer_types", None))
-    out: list[SiteBinding] = []
-
-    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if isinstance(emb, nn.Module):
-        out.append(
-            SiteBinding(Site(None, "embed", "out", "embedding"), path_of(model, emb), table.embedding_note)
-        )
-    for i, layer in enumerate(layers):
-        out += scan.layer(i, f"{layers_path}.{i}", layer)
-    out += _final_norm(model, layers_path, table)
-
-    found = {b.site.kind for b in out}
-    absent = set(table.absent)
-    if not is_moe_config(cfg) and not found & MOE_KINDS:
-        absent |= MOE_KINDS  # a dense model: no router, routing or experts, by construction
-    missing = [k for k in KINDS if k not in found and k not in absent]
-    if missing:
-        log.warning(
-            "%s: discovery found no %s sites (adapter: %s)", model_type, ", ".join(missing), table_name
-        )
-    return SitePlan(
-        model_type=model_type,
-        table_name=table_name,
-        bindings=out,
-        layers_path=layers_path,
-        n_layers=len(layers),
-        text_model_type=text_type if text_type != model_type else "",
-        missing_kinds=missing,
-        absent_kinds=sorted(absent - found),
-        skipped=scan.skipped,
-        note=table.note,
-    )
-
-
-def _final_norm(model: nn.Module, layers_path: str, table: FamilyTable) -> list[SiteBinding]:
-    parent_path = layers_path.rsplit(".", 1)[0] if "." in layers_path else ""
-    parent = model.get_submodule(parent_path) if parent_path else model
-    norms = [(n, m) for n, m in parent.named_children() if is_norm(m)]
-    named = [(n, m) for n, m in norms if n in table.final_norm]
-    # a name from the table, else the only norm beside the layers (e.g. LFM2's embedding_norm)
-    chosen = named[:1] or (norms if len(norms) == 1 else [])
-    note = "" if named else f"the only norm beside the decoder layers ({chosen[0][0]})" if chosen else ""
-    return [
-        SiteBinding(
-            Site(None, "final_norm", "out", "final_norm"), f"{parent_path}.{n}" if parent_path else n, note
-        )
-        for n, _ in chosen
-    ]

@@ -11,15 +11,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..sites import Site, SiteBinding
-from .base import ATTENTION_CLASS_HINTS, MLP_CLASS_HINTS, FamilyTable, is_norm
-
-LINEAR_TYPES: tuple[type, ...] = (nn.Linear,)
-try:  # GPT-2 style Conv1D is a linear layer with transposed weights
-    from transformers.pytorch_utils import Conv1D
-
-    LINEAR_TYPES = (nn.Linear, Conv1D)
-except ImportError:  # pragma: no cover
-    pass
+from .base import ATTENTION_CLASS_HINTS, LINEAR_TYPES, MLP_CLASS_HINTS, FamilyTable, is_norm
+from .moe import is_moe_block, moe_sites
 
 # Class names of activation modules, for MLPs whose activation attribute is not in the table.
 ACT_CLASS_HINTS = ("Activation", "GELU", "Gelu", "SiLU", "ReLU", "Tanh", "Sigmoid")
@@ -78,7 +71,6 @@ class LayerScan:
 
     def layer(self, i: int, prefix: str, layer: nn.Module) -> list[SiteBinding]:
         """Sites of decoder layer i, in module order, ending with its residual output."""
-        from .moe import is_moe_block, moe_sites
 
         out: list[SiteBinding] = []
         ltype = self.layer_type(i)

@@ -14,7 +14,8 @@ from torch import nn
 
 from ..probe import probe_sites
 from ..sites import KINDS
-from .base import DEFAULT_TABLE, discover_sites
+from .base import DEFAULT_TABLE
+from .discover import discover_sites
 
 MARK = {"found": "yes", "absent": "-", "missing": "**MISSING**"}
 

@@ -36,8 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..sites import Site, SiteBinding
-from .base import FamilyTable, is_norm
-from .layer import LINEAR_TYPES
+from .base import LINEAR_TYPES, FamilyTable, is_norm
 
 try:
     from transformers.integrations.moe import _default_apply_gate

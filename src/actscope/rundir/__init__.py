@@ -14,10 +14,11 @@ manifest.py    run.json: builders and the typed shape readers rely on
 tables.py      accumulator results -> tables (pure)
 writer.py      prepare, lock, atomic writes
 reader.py      read_manifest, read_table, load_state, RunView
-complete.py    results -> tables -> summary -> files
+
+finish.py (beside this package) turns an accumulator into a complete run directory:
+results -> tables -> summary (summary.py) -> files.
 """
 
-from .complete import complete_run
 from .manifest import measure_manifest, quant_only_manifest
 from .reader import RunView, load_state, read_manifest, read_table
 from .schema import MANIFEST, SCHEMA_VERSION, STATE, TABLES
@@ -43,7 +44,6 @@ __all__ = [
     "TableProvenance",
     "atomic_write",
     "atomic_write_text",
-    "complete_run",
     "load_state",
     "measure_manifest",
     "prepare_run_dir",

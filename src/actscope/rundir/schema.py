@@ -155,11 +155,7 @@ def site_meaning(column: str) -> str:
 
 
 def site_columns(stat_names) -> list[tuple[str, str, str]]:
-    cols = [
-        (n, t, site_meaning(n))
-        for cls in statistic_classes(stat_names)
-        for n, t in cls.columns.items()
-    ]
+    cols = [(n, t, site_meaning(n)) for cls in statistic_classes(stat_names) for n, t in cls.columns.items()]
     return [*SITE_HEAD, *cols, *SITE_TAIL]
 
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .manifest import now
-from .reader import RunView
-from .tables import build_tables, collect
-from .writer import write_manifest, write_table
+from .rundir.manifest import now
+from .rundir.reader import RunView
+from .rundir.tables import build_tables, collect
+from .rundir.writer import write_manifest, write_table
+from .summary import summarize
 
 
 def complete_run(out: Path, manifest: dict, acc, prov) -> dict:
-    from ..summary import summarize
-
     tables = build_tables(collect(acc), manifest, prov)
     manifest["summary"] = summarize(RunView.of(out, manifest, tables))
     for name, table in tables.items():
