@@ -135,26 +135,10 @@ def check(manifest, path) -> dict:
 
 def measure_manifest(cfg, loaded, corpus, tcfg, plan, probe, seqs, device) -> dict:
     """run.json as measure() first writes it (status running)."""
-    import torch
-    import transformers
-
     from .. import __version__
     from ..engine import model_dtype
     from ..stats import DEFAULT_STATISTICS
 
-    sites = [
-        {
-            "name": b.site.name,
-            "kind": b.site.kind,
-            "layer": b.site.layer,
-            "module": b.module_path,
-            "point": b.site.point,
-            "note": b.note,
-            "alias_of": probe.aliases.get(name),
-            "channels": probe.channels.get(probe.aliases.get(name, name)),
-        }
-        for name, b in probe.usable.items()
-    ]
     settings = {
         "dtype": model_dtype(loaded.model),
         "chat_template": cfg.chat_template,
@@ -188,18 +172,42 @@ def measure_manifest(cfg, loaded, corpus, tcfg, plan, probe, seqs, device) -> di
             "kinds_missing": plan.missing_kinds,
             "kinds_absent": plan.absent_kinds,
         },
-        "sites": sites,
+        "sites": site_entries(probe),
         "aliases": probe.aliases,
         "dropped_sites": probe.dropped,
         "sequences": len(seqs),
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "device": str(device),
-            "platform": platform.platform(),
-        },
+        "environment": environment(device),
         "started": now(),
+    }
+
+
+def site_entries(probe) -> list[dict]:
+    """Every usable site (hooked and aliases) in firing order, as run.json lists them."""
+    return [
+        {
+            "name": b.site.name,
+            "kind": b.site.kind,
+            "layer": b.site.layer,
+            "module": b.module_path,
+            "point": b.site.point,
+            "note": b.note,
+            "alias_of": probe.aliases.get(name),
+            "channels": probe.channels.get(probe.aliases.get(name, name)),
+        }
+        for name, b in probe.usable.items()
+    ]
+
+
+def environment(device) -> dict:
+    import torch
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": str(device),
+        "platform": platform.platform(),
     }
 
 
