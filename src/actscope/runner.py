@@ -24,7 +24,7 @@ from . import distributed, engine
 from .config import MeasureConfig
 from .corpus import TokenizeConfig, load_corpus
 from .corpus.batching import padding_fraction
-from .errors import Interrupted, RunDirError
+from .errors import Interrupted, RunDirError, UserError
 from .finish import complete_run
 from .progress import TokenProgress
 from .rundir import (
@@ -67,6 +67,12 @@ def measure(cfg: MeasureConfig, *, loaded=None, corpus=None) -> Path:
     )
     part, parts = _my_part(cfg, rank)
     batches = all_batches[part::parts]
+    if not batches:
+        where = f"shard {cfg.shard[0]}/{cfg.shard[1]}" if cfg.shard else f"rank {rank.rank}"
+        raise UserError(
+            f"{where} gets no batch: the corpus makes {len(all_batches)} batch(es) for {parts} part(s)",
+            "use fewer shards or processes, or a larger corpus",
+        )
 
     plan, probe = engine.resolve_sites(model, cfg.sites, seqs, engine.pad_id(tok))
     acc = Accumulator(probe.channels, len(corpus), device, DEFAULT_STATISTICS)

@@ -99,18 +99,14 @@ def safety(hooked: list[dict], m: float, nonfinite: dict) -> dict:
 
 def massive_summary(hooked: list[dict], view) -> dict:
     """Sun et al.'s criterion with two medians: per token (exact, for the candidate
-    tokens) and layer-wide (the run's median |a| of the site, from the histogram)."""
+    tokens) and layer-wide (the run's median |a| of the site, known to its histogram bin)."""
     layer_wide_lo = layer_wide_hi = 0
     for r in hooked:
         h = view.hist(r["site"])
-        if h is None:
-            continue
-        med = H.quantiles(h, [0.5])[0] or 0.0
-        t = max(MASSIVE_ABS, MASSIVE_RATIO * med)
-        lo, hi = H.fraction_above(h, [t])[t]
-        n = int(r["elements"])
-        layer_wide_lo += round(lo * n)
-        layer_wide_hi += round(hi * n)
+        if h is not None:
+            lo, hi = massive_bracket(h)
+            layer_wide_lo += lo
+            layer_wide_hi += hi
     return {
         "per_token_median": {
             "elements": sum(r["massive_elements"] for r in hooked),
@@ -122,30 +118,63 @@ def massive_summary(hooked: list[dict], view) -> dict:
     }
 
 
+def massive_bracket(hist) -> tuple[int, int]:
+    """[lo, hi] bounds on the finite elements with |a| > 100 and |a| >= 1000 x m, where m is the
+    (lower) median |a| of the histogram's finite values: the histogram knows m only to its bin
+    [e_k, e_k+1), and an element only to its own bin [b, b+), so
+
+        certainly counted: b > 100 and b >= 1000 e_k+1     (every value of the bin passes)
+        possibly counted:  b+ > 100 and b+ > 1000 e_k      (some value of the bin may pass)
+
+    The true count lies in [lo, hi] (tests check it at bin edges, at exactly 100 and at
+    exactly 1000 x median). Nonfinite values are counted apart and never here.
+    """
+    c = H.abs_counts(hist)[: H.INF_BIN]  # finite |a| bins
+    total = int(c.sum())
+    if total == 0:
+        return 0, 0
+    k = int(np.searchsorted(np.cumsum(c), 0.5 * total, side="left"))  # bin of the lower median
+    m_lo, m_hi = H.EDGES[k], H.EDGES[k + 1]
+    lower, upper = H.EDGES[: H.INF_BIN], H.EDGES[1 : H.INF_BIN + 1]
+    sure = (lower > MASSIVE_ABS) & (lower >= MASSIVE_RATIO * m_hi)
+    maybe = (upper > MASSIVE_ABS) & (upper > MASSIVE_RATIO * m_lo)
+    return int(c[sure].sum()), int(c[maybe].sum())
+
+
 def outlier_features(view) -> dict:
-    """LLM.int8() outlier features: hidden-size channels of the inputs to linear layers
-    (what the int8 matmul sees) with |a| >= 6 in >= 6% of tokens, in >= 25% of layers."""
-    lin = [
-        r
-        for r in view.sites
-        if r["alias_of"] is None and r["kind"] == "linear_input" and r["layer"] is not None
-    ]
+    """LLM.int8() outlier features: hidden-state channels of the inputs to linear layers (what the
+    int8 matmul sees) with |a| >= 6 in >= 6% of tokens, in >= 25% of layers (Dettmers et al.).
+
+    Every linear input counts, whatever site carries its tensor: with the default sites the
+    q/k/v and gate/up inputs are the norm outputs (aliases), and they are the hidden-width ones.
+    """
+    lin = [r for r in view.sites if r["kind"] == "linear_input" and r["layer"] is not None]
     if not lin:
         return {"channels": [], "site_kind": "linear_input"}
+    resid = [r["channels"] for r in view.sites if r["kind"] == "residual"]
     widths = [r["channels"] for r in lin]
-    hidden = max(set(widths), key=widths.count)  # q/k/v/gate/up inputs have the model width
+    hidden = resid[0] if resid else max(set(widths), key=widths.count)  # the model's hidden size
     by_layer: dict[int, np.ndarray] = {}
     for r in lin:
-        if r["channels"] != hidden:
+        ch = view.channels(r["site"])
+        if r["channels"] != hidden or ch is None:
             continue
-        frac = view.channels(r["site"])["ge6"] / max(int(r["tokens"]), 1)
+        frac = ch["ge6"] / max(int(r["tokens"]), 1)
         by_layer[r["layer"]] = np.maximum(by_layer.get(r["layer"], 0), frac)
+    if not by_layer:
+        return {"channels": [], "site_kind": "linear_input"}
     hit = np.stack([f >= 0.06 for f in by_layer.values()])  # (layers, C)
-    chans = np.nonzero(hit.mean(axis=0) >= 0.25)[0]
+    share = hit.mean(axis=0)
+    chans = np.nonzero(share >= 0.25)[0]
     return {
         "channels": [int(c) for c in chans],
+        "layers": {int(c): int(hit[:, c].sum()) for c in chans},
+        "layers_measured": len(by_layer),
         "site_kind": "linear_input",
-        "criterion": f"|a| >= {OUTLIER_ABS:g} in >= 6% of tokens in >= 25% of layers (inputs of width {hidden})",
+        "criterion": (
+            f"|a| >= {OUTLIER_ABS:g} in >= 6% of tokens in >= 25% of layers, over the linear inputs "
+            f"of the hidden width {hidden} (aliases of norm outputs included)"
+        ),
     }
 
 

@@ -16,7 +16,7 @@ import time
 from ..errors import RunDirError
 from .schema import SCHEMA_VERSION
 
-STATUSES = ("running", "interrupted", "complete", "quant-only")
+STATUSES = ("running", "interrupted", "complete", "partial", "quant-only")
 NUM = (int, float)
 OPT_NUM = (int, float, type(None))
 OPT_STR = (str, type(None))

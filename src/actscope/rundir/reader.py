@@ -113,6 +113,35 @@ class RunView:
         self._mem: dict[str, pa.Table] = dict(tables or {})
 
     @classmethod
+    def measured(cls, path: str | Path) -> RunView:
+        """A view of a finished measurement, for the views that present one as a result (report,
+        card, compare, export): interrupted, running, quant-only and empty runs are refused."""
+        view = cls(path)
+        status, m = view.status, view.manifest
+        if status in ("running", "interrupted"):
+            raise RunDirError(
+                f"{path} is an unfinished run (status {status})",
+                "finish it with the same `actscope measure` command and --resume",
+            )
+        if status == "quant-only" or "summary" not in m:
+            raise RunDirError(
+                f"{path} holds no measurement (status {status})", "run `actscope measure` into it first"
+            )
+        if (m.get("tokens") or {}).get("measured") == 0:
+            raise RunDirError(f"{path} measured no token", "measure a corpus (or shard) that has samples")
+        if view.summary.get("M") is None:
+            raise RunDirError(
+                f"{path} holds no finite activation (every value was inf or nan)",
+                "measure in float32 or bfloat16",
+            )
+        return view
+
+    @property
+    def partial(self) -> bool:
+        """A merge of some shards only (status partial): its numbers cover part of the corpus."""
+        return self.status == "partial"
+
+    @classmethod
     def of(cls, path, manifest: dict, tables: dict[str, pa.Table]) -> RunView:
         """A view of tables not written yet (measure and merge compute the summary from it)."""
         return cls(path, manifest, tables)
