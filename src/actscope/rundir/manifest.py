@@ -1,6 +1,6 @@
 """run.json: how it is built (measure, quant-only, merge) and what a reader may rely on.
 
-SPEC is the typed shape of the manifest: every key a report, merge, export or
+The *_SPEC tables are the typed shape of the manifest, by status: every key a report, merge, export or
 quant path reads, with its type. read_manifest() checks a file against it, so a
 damaged or hand-edited run.json is one clear error, never a KeyError or a
 TypeError deep inside a report. Builders below are the only places that make one.
@@ -22,7 +22,8 @@ OPT_NUM = (int, float, type(None))
 OPT_STR = (str, type(None))
 OPT_INT = (int, type(None))
 
-# key -> type(s) or a nested spec (dict); a key ending in "?" may be absent.
+# key -> type(s) or a nested spec: a dict (an object with these keys; "*": every value), a
+# one-element list (a list of such items); a key ending in "?" may be absent.
 SITE_SPEC = {
     "name": str,
     "kind": str,
@@ -31,60 +32,89 @@ SITE_SPEC = {
     "alias_of": OPT_STR,
     "channels?": OPT_INT,
 }
+LOCATION_SPEC = {
+    "site": str,
+    "kind": str,
+    "layer": OPT_INT,
+    "channel": int,
+    "sample": int,
+    "sample_id": str,
+    "domain": str,
+    "position": int,
+    "token_id": int,
+    "token_text": str,
+    "context": str,
+}
+# The summary of a run that measured something (summary.summarize); {"M": null, "note": ...} otherwise.
 SUMMARY_SPEC = {
-    "M": OPT_NUM,
-    "M_signed?": OPT_NUM,
-    "M_lower_bound?": bool,
-    "location?": {
-        "site": str,
-        "kind": str,
-        "layer": OPT_INT,
-        "channel": int,
-        "sample": int,
-        "sample_id": str,
-        "domain": str,
-        "position": int,
-        "token_id": int,
-        "token_text": str,
-        "context": str,
-    },
-    "carrier_kinds?": list,
-    "residual_max?": OPT_NUM,
-    "residual_carries_M?": bool,
-    "safety?": {
+    "M": NUM,
+    "M_signed": NUM,
+    "M_lower_bound": bool,
+    "location": LOCATION_SPEC,
+    "carrier_kinds": [str],
+    "residual_max": OPT_NUM,
+    "residual_carries_M": bool,
+    "safety": {
         "fp16_safe": bool,
         "fp16_headroom": OPT_NUM,
-        "sites_over_fp16": list,
+        "sites_over_fp16": [str],
         "sites_over_fp8_e4m3": int,
         "sites_over_fp8_e5m2": int,
     },
-    "nonfinite?": {"nan": int, "posinf": int, "neginf": int, "first_site": OPT_STR, "overflowed": bool},
-    "massive?": {"per_token_median": dict, "layer_median": dict},
-    "outlier_features?": {"channels": list},
-    "per_layer?": dict,
-    "experts?": (dict, type(None)),
-    "domains?": dict,
-    "domains_by_kind?": dict,
-    "bootstrap?": list,
+    "nonfinite": {
+        "nan": int,
+        "posinf": int,
+        "neginf": int,
+        "first_site": OPT_STR,
+        "first_layer": OPT_INT,
+        "overflowed": bool,
+        "advice": OPT_STR,
+    },
+    "massive": {
+        "per_token_median": {"elements": int, "tokens": int, "lower_bound": bool},
+        "layer_median": {"elements_lo": int, "elements_hi": int},
+        "criterion": str,
+    },
+    "outlier_features": {"channels": [int], "site_kind": str, "criterion?": str},
+    "per_layer": {"*": [list]},
+    "experts": (dict, type(None)),
+    "domains": {"*": NUM},
+    "domains_by_kind": {"*": {"*": NUM}},
+    "bootstrap": [
+        {"n": int, "resamples": int, "lo95": NUM, "median": NUM, "hi95": NUM, "p_reach_full_M": NUM}
+    ],
+    "quantile_rel_error": NUM,
 }
-SPEC = {
+BASE_SPEC = {
     "schema_version": int,
     "status": str,
-    "model": {"source": str},
+    "model": {"source": str, "model_type?": OPT_STR, "n_params?": OPT_INT, "note?": OPT_STR},
     "corpus": {"name": str, "hash": str, "samples?": int},
-    "settings": {"dtype?": OPT_STR, "bos?": str, "max_length?": int},
-    "sites?": [SITE_SPEC],
-    "aliases?": dict,
-    "architecture?": {"model_type?": OPT_STR, "kinds_found?": list},
-    "tokens?": {"measured": int, "samples?": int, "batches?": int},
-    "shard?": (list, type(None)),
-    "fingerprint?": str,
-    "summary?": SUMMARY_SPEC,
+    "settings": {"dtype?": OPT_STR, "bos?": str},
     "quant?": dict,
 }
+# What a measurement adds (statuses running, interrupted, complete, partial) ...
+MEASURE_SPEC = {
+    **BASE_SPEC,
+    "fingerprint": str,
+    "settings": {"dtype": str, "bos": str, "max_length": int, "statistics": [str]},
+    "corpus": {"name": str, "hash": str, "samples": int},
+    "sites": [SITE_SPEC],
+    "aliases": {"*": str},
+    "architecture": {"model_type": OPT_STR, "kinds_found": [str]},
+    "environment": {"device": str},
+    "shard?": (list, type(None)),
+}
+# ... and a finished one (complete, partial).
+COMPLETE_SPEC = {
+    **MEASURE_SPEC,
+    "tokens": {"measured": int, "samples": int, "padding_fraction": NUM, "batches": int},
+    "summary": dict,
+}
+SPECS = {"quant-only": BASE_SPEC, "running": MEASURE_SPEC, "interrupted": MEASURE_SPEC}
 
 
-def validate(manifest, spec=SPEC, where: str = "run.json") -> None:
+def validate(manifest, spec, where: str = "run.json") -> None:
     """Raise ValueError naming the first key that is missing or of the wrong type."""
     if isinstance(spec, list):
         if not isinstance(manifest, list):
@@ -95,6 +125,10 @@ def validate(manifest, spec=SPEC, where: str = "run.json") -> None:
     if isinstance(spec, dict):
         if not isinstance(manifest, dict):
             raise ValueError(f"{where} is {_tname(manifest)}, not an object")
+        if list(spec) == ["*"]:
+            for key, value in manifest.items():
+                validate(value, spec["*"], f"{where}.{key}")
+            return
         for key, sub in spec.items():
             name, optional = key.rstrip("?"), key.endswith("?")
             if name not in manifest:
@@ -124,12 +158,15 @@ def check(manifest, path) -> dict:
             f"{path} has run schema {version!r}, newer than this actscope reads ({SCHEMA_VERSION})",
             "upgrade actscope",
         )
+    status = manifest.get("status")
+    if not isinstance(status, str) or status not in STATUSES:
+        raise RunDirError(f"{path} has an unknown status {status!r}", "re-run the measurement")
     try:
-        validate(manifest)
+        validate(manifest, SPECS.get(status, COMPLETE_SPEC))
+        if status in ("complete", "partial") and manifest["summary"].get("M") is not None:
+            validate(manifest["summary"], SUMMARY_SPEC, "run.json.summary")
     except ValueError as e:
         raise RunDirError(f"{path} is damaged: {e}", "re-run the measurement (or restore run.json)") from None
-    if manifest["status"] not in STATUSES:
-        raise RunDirError(f"{path} has an unknown status {manifest['status']!r}", "re-run the measurement")
     return manifest
 
 
