@@ -9,6 +9,8 @@ each hooked site with every scheme inside the hook and keeps only error sums.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ..engine import input_device, stream
@@ -43,9 +45,19 @@ def calibrate(
             rms=m["rms"] or 0.0,
             ch_amax=ext.ch_absmax.clone(),
             hist=hist.hist.cpu().numpy(),
-            weight_amax=weight_input_amax(mods).to(device) if mods else None,
+            weight_amax=_weight_amax(mods).to(device) if mods else None,
         )
     return out
+
+
+def _weight_amax(modules) -> torch.Tensor:
+    """max|W| per input channel; offloaded weights (--device-map) are brought in for the read."""
+    from accelerate.utils import align_module_device
+
+    with contextlib.ExitStack() as stack:
+        for m in modules:
+            stack.enter_context(align_module_device(m))
+        return weight_input_amax(modules)
 
 
 class EvalSink:
