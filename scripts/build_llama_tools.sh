@@ -4,7 +4,7 @@
 #
 #   scripts/build_llama_tools.sh VERSION DEST_BIN [PIP]
 #
-# The built binaries and llama.cpp's python converter are cached per version under
+# The built binaries are cached per version under
 # $ACTSCOPE_LLAMA_CACHE (default ~/.cache/actscope/llama-tools/VERSION), so a second run
 # only copies them. JOBS (default 2) sets the build's parallelism.
 set -euo pipefail
@@ -25,8 +25,7 @@ build() {
   need cmake
   need c++
   mkdir -p "$root"
-  local work
-  work=$(mktemp -d "$root/.build-$version.XXXXXX")
+  work=$(mktemp -d "$root/.build-$version.XXXXXX")  # global: the EXIT trap runs after build() returns
   trap 'rm -rf "$work"' EXIT
   # --no-binary for this package only: the build backend's own deps (cmake, setuptools-scm)
   # come as wheels; --no-binary :all: would compile CMake itself first.
@@ -43,8 +42,6 @@ build() {
   cmake --build "$work/build" --target $tools -j"${JOBS:-2}"
   rm -rf "$cache" && mkdir -p "$cache/bin"
   for t in $tools; do cp "$work/build/bin/$t" "$cache/bin/"; done
-  # llama.cpp's own HF -> GGUF converter, for writing float GGUFs of checkpoints.
-  cp -r "$src/convert_hf_to_gguf.py" "$src/conversion" "$src/gguf-py" "$cache/"
   echo "$version" >"$cache/VERSION"
 }
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 
 THREADS = "2"  # the CI machine's cores
+# llama-imatrix's argument parser wants --model even where it only reads or converts
+# imatrix files (--in-file without a prompt), which never loads it.
+NO_MODEL = ("-m", "/dev/null")
 
 
 def write_float_gguf(src: Path, dst: Path) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gguf
 import numpy as np
 import pytest
-from llamafiles import THREADS, llama_statistics, measure_tiny_moe, our_statistics
+from llamafiles import NO_MODEL, THREADS, llama_statistics, measure_tiny_moe, our_statistics
 
 from actscope.adapters.moe import expert_load
 from actscope.cli import main
@@ -85,11 +85,11 @@ def test_llama_imatrix_reads_per_expert_entries(qwen_moe, oss_idle, llama, tmp_p
     for run in (qwen_moe, oss_idle):
         path = tmp_path / f"{run.name}.gguf"
         export(RunView(run), "imatrix", path)
-        r = llama("llama-imatrix", "--in-file", path, "--show-statistics", "-t", THREADS)
+        r = llama("llama-imatrix", *NO_MODEL, "--in-file", path, "--show-statistics", "-t", THREADS)
         theirs, ours = llama_statistics(r.stdout), our_statistics(path)
         assert theirs.keys() == ours.keys() and any("_exps" in k for k in theirs)
         for name, (mean, sum_e2) in ours.items():
-            assert theirs[name][0] == pytest.approx(mean, abs=1e-4), name
+            assert theirs[name][0] == pytest.approx(mean, abs=2e-4), name
             assert theirs[name][1] == pytest.approx(sum_e2, rel=1e-4, abs=1e-4), name
 
 
@@ -98,13 +98,6 @@ def test_llama_dat_conversion_equals_our_dat(qwen_moe, oss_idle, llama, tmp_path
         view = RunView(run)
         export(view, "imatrix", tmp_path / "x.gguf")
         export(view, "imatrix-dat", tmp_path / "ours.dat")
-        llama(
-            "llama-imatrix",
-            "--in-file",
-            tmp_path / "x.gguf",
-            "-o",
-            tmp_path / "theirs.dat",
-            "--output-format",
-            "dat",
-        )
+        dat = ("-o", tmp_path / "theirs.dat", "--output-format", "dat")
+        llama("llama-imatrix", *NO_MODEL, "--in-file", tmp_path / "x.gguf", *dat)
         assert (tmp_path / "theirs.dat").read_bytes() == (tmp_path / "ours.dat").read_bytes(), run.name

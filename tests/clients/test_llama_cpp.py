@@ -16,7 +16,14 @@ from types import SimpleNamespace
 import gguf
 import numpy as np
 import pytest
-from llamafiles import THREADS, llama_statistics, our_statistics, per_tensor_cosine, write_float_gguf
+from llamafiles import (
+    NO_MODEL,
+    THREADS,
+    llama_statistics,
+    our_statistics,
+    per_tensor_cosine,
+    write_float_gguf,
+)
 
 from actscope.config import MeasureConfig
 from actscope.corpus import Corpus
@@ -93,12 +100,12 @@ def test_every_entry_names_a_weight_of_the_model(flow):
 
 
 def test_show_statistics_reads_our_export(flow, llama):
-    r = llama("llama-imatrix", "--in-file", flow.ours, "--show-statistics", "-t", THREADS)
+    r = llama("llama-imatrix", *NO_MODEL, "--in-file", flow.ours, "--show-statistics", "-t", THREADS)
     theirs, ours = llama_statistics(r.stdout), our_statistics(flow.ours)
     assert theirs.keys() == ours.keys()
     assert theirs["blk.0.attn_q.weight"][0] == pytest.approx(ours["blk.0.attn_q.weight"][0], abs=1e-4)
     for name, (mean, sum_e2) in ours.items():
-        assert theirs[name][0] == pytest.approx(mean, rel=1e-4, abs=1e-4), name
+        assert theirs[name][0] == pytest.approx(mean, rel=1e-4, abs=2e-4), name
         assert theirs[name][1] == pytest.approx(sum_e2, rel=1e-4, abs=1e-3), name
 
 
