@@ -14,9 +14,10 @@ THREADS = "2"  # the CI machine's cores
 NO_MODEL = ("-m", "/dev/null")
 
 
-def write_float_gguf(src: Path, dst: Path) -> Path:
+def write_float_gguf(src: Path, dst: Path) -> list[str]:
     """Copy a GGUF model with every tensor dequantized to F32: the very weights actscope
-    measured (it loads GGUFs dequantized), in the float form llama-quantize starts from."""
+    measured (it loads GGUFs dequantized), in the float form llama-quantize starts from.
+    Returns the tensor names."""
     import gguf
 
     r = gguf.GGUFReader(src)
@@ -37,7 +38,7 @@ def write_float_gguf(src: Path, dst: Path) -> Path:
         data = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32, copy=False)
         w.write_tensor_data(data.reshape(shapes[t.name]))
     w.close()
-    return dst
+    return list(shapes)
 
 
 ROW = re.compile(r"^\s*(\S+)\s+\|\s+(\S+)\s+\|\s+(\S+)\s+(\S+)\s+\S+\s+\S+\s+\S+%\s+\|\s+(\S+)\s")
