@@ -44,7 +44,7 @@ clean:
 # build takes 8-25 minutes on 2 cores; the binaries are cached per version (under
 # ~/.cache/actscope/llama-tools, or $$ACTSCOPE_LLAMA_CACHE), so a second run only checks them.
 llama-tools: setup
-	scripts/build_llama_tools.sh $(LLAMA_CPP_VERSION) $(BIN) $(BIN)/pip
+	bash scripts/build_llama_tools.sh $(LLAMA_CPP_VERSION) $(BIN) $(BIN)/pip
 
 # Headless Chromium for the HTML report's browser test (Debian packages; CI runs as root).
 browser:
