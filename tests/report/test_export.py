@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from actscope.errors import UserError
-from actscope.report.export import export, gguf_arch, linear_inputs
+from actscope.report.export import export, linear_inputs
+from actscope.report.imatrix_names import gguf_arch
 from actscope.report.rundata import RunView
 
 
@@ -46,9 +47,11 @@ def test_imatrix_gguf_layout(run_gemma, tmp_path):
     size = r.fields[gguf.Keys.IMatrix.CHUNK_SIZE].contents()
     assert size == view.manifest["settings"]["max_length"]
     tensors = {t.name: t for t in r.tensors}
-    # llama.cpp's order: entries sorted by weight name, each as in_sum2, counts, in_sum
-    assert list(tensors)[:3] == [f"blk.0.attn_k.weight.{x}" for x in ("in_sum2", "counts", "in_sum")]
-    bases = [t.rsplit(".", 1)[0] for t in list(tensors)[::3]]
+    # llama.cpp's order: entries sorted by weight name, each as in_sum2, counts, in_sum; then
+    # actscope's max|x| per column, which llama.cpp's loader skips
+    parts = ("in_sum2", "counts", "in_sum", "in_absmax")
+    assert list(tensors)[:4] == [f"blk.0.attn_k.weight.{x}" for x in parts]
+    bases = [t.rsplit(".", 1)[0] for t in list(tensors)[::4]]
     assert bases == sorted(bases)
     q = tensors["blk.0.attn_q.weight.in_sum2"]
     assert q.tensor_type == gguf.GGMLQuantizationType.F32
@@ -75,7 +78,11 @@ def test_imatrix_gguf_layout(run_gemma, tmp_path):
         for i in range(3)
         for k in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
     } == names
-    assert r.fields[gguf.Keys.IMatrix.CHUNK_COUNT].contents() == -(-n // size)
+    np.testing.assert_array_equal(
+        np.asarray(tensors["blk.0.ffn_down.weight.in_absmax"].data).ravel(), ch["absmax"].astype(np.float32)
+    )
+    # llama.cpp's rows_to_chunks: the largest count over chunk_size, rounded to nearest
+    assert r.fields[gguf.Keys.IMatrix.CHUNK_COUNT].contents() == (n + size // 2) // size
 
 
 def test_json_export(run_gemma, tmp_path):
@@ -92,6 +99,7 @@ def test_gguf_arch_names():
     assert gguf_arch("gemma3_text") == "gemma3"
     assert gguf_arch("llama") == "llama"
     assert gguf_arch("qwen3_moe") == "qwen3moe"
+    assert gguf_arch("gpt_oss") == "gpt-oss"
     assert gguf_arch("no_such_family") == "llama"
 
 

@@ -2,11 +2,9 @@
 
     smoothquant  torch file {linear module name -> per-input-channel max|x| (float32)},
                  SmoothQuant's act_scales layout; torch.load(path, weights_only=True) reads it
-    imatrix      llama.cpp importance matrix in its GGUF layout: per matmul weight
-                 "<gguf name>.in_sum2" (sum x^2 per input column), "<name>.in_sum" (sum x)
-                 and "<name>.counts" (tokens), shapes (n_mat=1, n_in) and (1, 1) as numpy
-                 rows (ggml ne = [n_in, 1] and [1, 1]); keys general.type = "imatrix",
-                 imatrix.datasets, imatrix.chunk_count, imatrix.chunk_size
+    imatrix      llama.cpp importance matrix, GGUF layout (in_sum2, counts, in_sum per matmul
+                 weight; one matrix per expert for MoE): report/imatrix.py
+    imatrix-dat  the same in llama.cpp's legacy .dat layout (ik_llama.cpp, older tools)
     json         the per-site scalars and linear-input channel maxima as plain JSON
 
 Linear-input sites are kind "linear_input", point "in"; their module path comes from
@@ -24,11 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RunDirError, UserError
+from . import imatrix
 from .rundata import RunView
 
 log = logging.getLogger(__name__)
-FORMATS = ("smoothquant", "imatrix", "json")
-DEFAULT_SUFFIX = {"smoothquant": ".pt", "imatrix": ".gguf", "json": ".json"}
+FORMATS = ("smoothquant", "imatrix", "imatrix-dat", "json")
+# The file `export RUN --format F` writes without -o, inside RUN.
+DEFAULT_NAME = {
+    "smoothquant": "act_scales.pt",
+    "imatrix": "imatrix.gguf",
+    "imatrix-dat": "imatrix.dat",
+    "json": "export.json",
+}
 
 
 def linear_inputs(view: RunView) -> list[dict]:
@@ -60,7 +65,13 @@ def export(view: RunView, fmt: str, out: str | Path) -> dict:
         raise UserError(f"export format {fmt!r} is unknown", f"use one of {', '.join(FORMATS)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return {"smoothquant": write_smoothquant, "imatrix": write_imatrix, "json": write_json}[fmt](view, out)
+    writers = {
+        "smoothquant": write_smoothquant,
+        "imatrix": write_imatrix,
+        "imatrix-dat": write_imatrix_dat,
+        "json": write_json,
+    }
+    return writers[fmt](view, out)
 
 
 def write_smoothquant(view: RunView, out: Path) -> dict:
@@ -74,71 +85,12 @@ def write_smoothquant(view: RunView, out: Path) -> dict:
     return {"path": str(out), "format": "smoothquant", "entries": len(scales)}
 
 
-def gguf_arch(model_type: str | None) -> str:
-    """The llama.cpp architecture name for an HF model_type (llama's tensor map by default)."""
-    import gguf
-
-    names = set(gguf.MODEL_ARCH_NAMES.values())
-    mt = (model_type or "").lower()
-    for cand in (
-        mt,
-        mt.removesuffix("_text"),
-        mt.replace("_", ""),
-        mt.removesuffix("_text").replace("_", ""),
-    ):
-        if cand in names:
-            return cand
-    log.warning("no llama.cpp architecture for model_type %r; using llama's tensor names", model_type)
-    return "llama"
-
-
-def gguf_tensor_names(view: RunView, modules: list[str]) -> dict[str, str]:
-    """HF module path -> llama.cpp weight name (e.g. model.layers.0.self_attn.q_proj -> blk.0.attn_q.weight)."""
-    import gguf
-
-    arch = gguf_arch(
-        view.model.get("model_type") or (view.manifest.get("architecture") or {}).get("model_type")
-    )
-    n_blocks = (view.manifest.get("architecture") or {}).get("layers") or 1
-    tmap = gguf.get_tensor_name_map({v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}[arch], n_blocks)
-    out = {}
-    for m in modules:
-        name = tmap.get_name(m)
-        if name is None:
-            log.warning("%s has no llama.cpp tensor name for %s; written under its module path", m, arch)
-            name = m
-        out[m] = f"{name}.weight"
-    return out
-
-
 def write_imatrix(view: RunView, out: Path) -> dict:
-    import gguf
+    return imatrix.write_gguf(view, imatrix.all_entries(view, linear_inputs(view)), out)
 
-    entries = linear_inputs(view)
-    names = gguf_tensor_names(view, [e["module"] for e in entries])
-    settings = view.manifest.get("settings") or {}
-    chunk_size = int(settings.get("max_length") or 512)
-    max_count = max(e["tokens"] for e in entries)
-    w = gguf.GGUFWriter(str(out), arch=gguf_arch(view.model.get("model_type")))
-    w.add_type("imatrix")
-    w.add_array(
-        gguf.Keys.IMatrix.DATASETS, [str((view.manifest.get("corpus") or {}).get("name", "actscope"))]
-    )
-    w.add_uint32(gguf.Keys.IMatrix.CHUNK_COUNT, math.ceil(max_count / chunk_size))
-    w.add_uint32(gguf.Keys.IMatrix.CHUNK_SIZE, chunk_size)
-    for e in sorted(entries, key=lambda e: names[e["module"]]):  # llama.cpp sorts by name too
-        ch, n, base = e["channels"], e["tokens"], names[e["module"]]
-        # (n_mat, n_in) numpy = ggml ne [n_in, n_mat]; dense layers have one matrix.
-        w.add_tensor(f"{base}.in_sum2", np.asarray(ch["sum_sq"], dtype=np.float32)[None, :])
-        w.add_tensor(f"{base}.counts", np.array([[n]], dtype=np.float32))
-        w.add_tensor(
-            f"{base}.in_sum", (np.asarray(ch["mean"], dtype=np.float64) * n).astype(np.float32)[None, :]
-        )
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return {"path": str(out), "format": "imatrix", "entries": len(entries)}
+
+def write_imatrix_dat(view: RunView, out: Path) -> dict:
+    return imatrix.write_dat(view, imatrix.all_entries(view, linear_inputs(view)), out)
 
 
 def write_json(view: RunView, out: Path) -> dict:
