@@ -52,7 +52,7 @@ def histogram_points(hist: np.ndarray, amax: float | None = None) -> tuple[np.nd
     counts = H.abs_counts(hist)[: H.INF_BIN].astype(np.float64)
     nz = np.nonzero(counts)[0]
     nz = nz[nz > 0]
-    lo, hi = H.EDGES[nz], np.minimum(H.EDGES[nz + 1], FLOAT32_MAX)  # the top bin ends at 2**128
+    lo, hi = H.EDGES[nz], np.minimum(H.UPPER[nz], FLOAT32_MAX)  # points become float32 below
     if amax is not None and amax > 0 and len(nz):
         lo[-1] = hi[-1] = amax  # all POINTS of the top bin at amax
     frac = (np.arange(POINTS) + 0.5) / POINTS  # (P,)

@@ -9,9 +9,9 @@ input (bfloat16 is the top half of float32). No log, no frexp, no search.
 For a normal number the bin [lo, hi) has hi / lo <= 1 + 2**-MANT_BITS, so a
 quantile read as the bin midpoint is within REL_ERROR of the true value. That holds
 for every |a| from the smallest normal float, 2**-126, up to and including the top
-finite bin (whose upper edge is 2**128, where float32 rounds to inf). Below 2**-126
-the bins are subnormal and linear, ABS_ERROR = 2**-131 wide: a quantile there is
-within ABS_ERROR of the truth (absolute), and bin 0, [0, 2**-131), reads as 0.
+finite bin (its upper edge is 2**128, where its bit patterns end: UPPER). Below
+2**-126 the bins are subnormal and linear, ABS_ERROR = 2**-131 wide: a quantile
+there is within ABS_ERROR of the truth (absolute); bin 0, [0, 2**-131), reads as 0.
 
 Quantiles are of the inverted CDF: the q-quantile of n values is the k-th smallest,
 k = ceil(q n) (numpy's method="inverted_cdf"); the median of an even count is the
@@ -52,20 +52,17 @@ def histogram(x: torch.Tensor) -> torch.Tensor:
 
 
 def _edges() -> np.ndarray:
-    """Lower edge of each |a| bin, float64 (HALF + 1 values; the last is the end of the nan bins).
-
-    The inf bin's lower edge, which is the upper edge of the top finite bin, is 2**128
-    (finite in float64): the real number where float32 rounding reaches inf, so the top
-    finite bin has a finite midpoint and width like every other. Above it: +inf.
-    """
+    """Lower edge of each |a| bin (HALF + 1 values; the last is the inf bin's end)."""
     bits = (np.arange(HALF + 1, dtype=np.uint64) << SHIFT32).astype(np.uint32)
-    bits = np.minimum(bits, 0x7F800000)  # the nan bins (and the end) get +inf as edge
-    edges = bits.view(np.float32).astype(np.float64)
-    edges[INF_BIN] = 2.0**128
-    return edges
+    bits = np.minimum(bits, 0x7F800000)  # the inf bin, the nan bins and the end get +inf as edge
+    return bits.view(np.float32).astype(np.float64)
 
 
 EDGES = _edges()
+# Upper edge of each finite |a| bin (INF_BIN values). The top finite bin ends at 2**128, the
+# value its next bit pattern would have if that pattern were not inf (EDGES says inf there:
+# the inf bin's lower edge, as hist.parquet shows it), so its midpoint and width are finite.
+UPPER = np.append(EDGES[1:INF_BIN], 2.0**128)
 
 
 def abs_counts(hist: np.ndarray) -> np.ndarray:
@@ -97,7 +94,7 @@ def quantiles(hist: np.ndarray, qs) -> list[float | None]:
         if k == 0:  # [0, ABS_ERROR): zeros and the tiniest subnormals
             out.append(0.0)
         else:
-            out.append(float((EDGES[k] + EDGES[k + 1]) / 2))
+            out.append(float((EDGES[k] + UPPER[k]) / 2))
     return out
 
 
