@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import analysis
-from .limits import FP8_E4M3_MAX, FP8_E5M2_MAX, FP16_MAX
+from .limits import FP8_E4M3_MAX, FP8_E5M2_MAX, FP16_MAX, FP16_OVERFLOW
 from .rundir import RunView
 from .stats import histogram as H
 from .stats.kernels import MASSIVE_ABS, MASSIVE_RATIO, OUTLIER_ABS
@@ -89,9 +89,10 @@ def nonfinite_counts(rows: list[dict], hooked: list[dict]) -> dict:
 def safety(hooked: list[dict], m: float, nonfinite: dict) -> dict:
     bad = any(nonfinite[k] for k in ("nan", "posinf", "neginf"))
     return {
-        "fp16_safe": m < FP16_MAX and not bad,
+        # float16 rounds |a| >= 65,520 to inf; 65,504 itself is representable
+        "fp16_safe": m < FP16_OVERFLOW and not bad,
         "fp16_headroom": FP16_MAX / m if m else None,
-        "sites_over_fp16": [r["site"] for r in hooked if r["absmax"] >= FP16_MAX],
+        "sites_over_fp16": [r["site"] for r in hooked if r["absmax"] >= FP16_OVERFLOW],
         "sites_over_fp8_e4m3": len([r for r in hooked if r["absmax"] > FP8_E4M3_MAX]),
         "sites_over_fp8_e5m2": len([r for r in hooked if r["absmax"] > FP8_E5M2_MAX]),
     }

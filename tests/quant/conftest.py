@@ -50,3 +50,11 @@ def tiny_corpus() -> Corpus:
     return Corpus(
         "tiny", tuple(Sample(f"s{i}", f"d{i % 3}", "t", t) for i, t in enumerate(texts)), {"kind": "test"}
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_olmo2() -> LoadedModel:
+    """A tiny random Olmo2 (no input norms: q/k/v read the residual stream) with the same tokenizer."""
+    from actscope.adapters.tiny import tiny_model
+
+    return LoadedModel(tiny_model("olmo2", vocab_size=64), CharTokenizer(), {"source": "tiny-olmo2"})

@@ -62,6 +62,7 @@ def test_metrics_order_formats_sensibly(run):
     e = section["e2e"]
     assert e["int8:token"]["kl"] < e["int4:token"]["kl"]
     assert e["float"]["kl"] == 0 and e["float"]["ppl_change_pct"] == 0
+    assert e["int8:token"]["linear_unquantized"] == e["int4:token"]["linear_unquantized"] == []
 
 
 def test_recommendation_is_the_cheapest_within_budget(run):

@@ -105,3 +105,26 @@ def test_nvfp4_block_scale_is_e4m3_times_global():
     xq, clipped = fake_quantize_block(x, NVFP4, gs)
     assert torch.allclose(xq[1, 0], torch.tensor(600.0)) and int(clipped) == 0
     assert torch.allclose(xq[0, :2], torch.tensor([6.0, 1.0]), rtol=0.07)  # e4m3 block scale: ~6% steps
+
+
+def test_nvfp4_block_far_below_the_tensor_range_gets_the_smallest_code():
+    """A block whose E4M3 scale code rounds to 0 used to get scale 1.0, which no encoder
+    produces: the absolute FP4 grid {0, 0.5, 1, ...}. torchao's nvfp4_quantize clamps the
+    code to the smallest normal E4M3 value (2**-6) before rounding; so do we."""
+    x = torch.zeros(2, 16)
+    x[0, 0] = 1e5  # a massive activation sets the tensor's global scale
+    x[1] = torch.linspace(-0.2, 0.2, 16)  # amax / 6 / global = 9e-4: rounds to code 0 in E4M3
+    gs = nv_global_scale(x.abs().amax(), NVFP4.element)
+    code = x[1].abs().amax() / 6 / gs
+    assert code.to(torch.float8_e4m3fn).float() == 0.0
+    xq, _ = fake_quantize_block(x, NVFP4, gs)
+    # torchao's recipe, step by step: clamp the code, cast to E4M3, data / (global x code) on the FP4 grid
+    scale = (
+        torch.clamp(code, min=torch.finfo(torch.float8_e4m3fn).tiny, max=448.0)
+        .to(torch.float8_e4m3fn)
+        .float()
+    )
+    total = gs * scale
+    want = NVFP4.element.round(torch.clamp(x[1] / total, -6, 6)) * total
+    assert torch.equal(xq[1], want)
+    assert (xq[1] != 0).sum() == 6  # |x| >= total / 4 keeps a level; scale 1.0 zeroed them all

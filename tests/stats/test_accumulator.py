@@ -223,8 +223,10 @@ def test_nonfinite_counted_and_excluded_from_extrema():
     h = acc.stat("site", "histogram").hist.numpy()
     assert H.nonfinite_counts(h) == {"posinf": 1, "neginf": 1, "nan": 1}
     r = acc.stat("site", "extrema").result()
-    assert (r["min"], r["max"], r["absmax"]) == (-3.0, 2.0, 3.0)  # finite tokens only
-    assert acc.stat("site", "moments").result()["mean"] is None
+    assert (r["min"], r["max"], r["absmax"]) == (-3.0, 2.0, 3.0)  # finite elements only
+    assert r["nonfinite_channels"] == 2
+    m = acc.stat("site", "moments").result()  # of the finite elements 1, 2, -3
+    assert m["mean"] == 0.0 and math.isclose(m["std"], math.sqrt(14 / 3), rel_tol=1e-15)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
@@ -254,3 +256,16 @@ def test_fraction_above_brackets_truth():
         truth = (x >= t).sum().item() / x.numel()
         assert lo - 1e-12 <= truth <= hi + 1e-12
     assert np.isclose(H.fraction_above(h, [2000.0])[2000.0][1], 0.0)
+
+
+def test_a_checkpoint_of_another_state_layout_is_a_clear_error():
+    """Moments were raw power sums (s1..s4) before they became central moments: such a
+    checkpoint cannot be continued, and resuming says so instead of raising a KeyError."""
+    from actscope.errors import RunDirError
+
+    a = Accumulator({"site": 8}, 1, "cpu", STATS)
+    run(a, [heavy(6, 8, 1)], [6], [0])
+    old = {k: t for k, t in a.state_dict().items() if k != "site/moments/cm"}
+    old |= {f"site/moments/s{i}": torch.zeros((), dtype=torch.float64) for i in range(1, 5)}
+    with pytest.raises(RunDirError, match="site/moments/cm.*another version.*without --resume"):
+        Accumulator({"site": 8}, 1, "cpu", STATS).load_state_dict(old)

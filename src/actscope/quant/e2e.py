@@ -12,6 +12,11 @@ Positions count only when both the token and the one it predicts are real
 (right padding is masked out). Logits exist for one batch at a time; the
 float model's log-probabilities are computed once per batch and reused by
 every scheme.
+
+Every result says which linear layers ran unquantized (`linear_unquantized`,
+module paths; the LM head is never counted): a scheme's map must cover every
+linear input whatever site carries its tensor, else its perplexity is optimistic.
+Only the layers a candidate keeps in 16 bits on purpose should appear there.
 """
 
 from __future__ import annotations
@@ -75,8 +80,20 @@ def _next_token_rows(
     return torch.log_softmax(rows, dim=-1), ids[:, 1:][valid]
 
 
+def linear_layers(model: nn.Module) -> list[str]:
+    """Module paths of the linear layers whose inputs W8A8 / FP8 kernels quantize: every
+    nn.Linear and GPT-2 Conv1D but the LM head (output embeddings)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return [
+        path
+        for path, m in model.named_modules()
+        if (isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D") and m is not head
+    ]
+
+
 def evaluate_e2e(model: nn.Module, batches, schemes: dict[str, dict[str, Quantizer]]) -> dict[str, dict]:
-    """{"float": {...}, scheme name: {...}} with ce, ppl, kl, top1_agree, positions, and deltas."""
+    """{"float": {...}, scheme name: {...}} with ce, ppl, kl, top1_agree, positions, deltas,
+    and the linear layers each scheme left unquantized."""
     device = input_device(model)
     sums = {
         name: torch.zeros(len(FIELDS), dtype=torch.float64, device=device) for name in ("float", *schemes)
@@ -93,7 +110,11 @@ def evaluate_e2e(model: nn.Module, batches, schemes: dict[str, dict[str, Quantiz
                 sums[name] += _terms(ref, logp, target, ref_top)
                 del logp
             del ref
-    return _results(sums)
+    out = _results(sums)
+    layers = linear_layers(model)
+    for name, qs in schemes.items():
+        out[name]["linear_unquantized"] = [p for p in layers if p not in qs]
+    return out
 
 
 def _logits(model, ids, mask) -> torch.Tensor:

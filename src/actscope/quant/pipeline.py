@@ -23,7 +23,7 @@ from .config import QuantConfig
 from .covariance import correlations
 from .e2e import evaluate_e2e
 from .passes import calibrate, evaluate
-from .quantizer import Quantizer, build_quantizer
+from .quantizer import site_quantizer
 from .recommend import Candidate, candidates, recommend
 from .results import e2e_maps, metric_rows, scheme_summary, write_quant
 from .scheme import Scheme, parse_scheme
@@ -118,7 +118,7 @@ def _site_errors(cfg, model, probe, linear_modules, data, schemes):
         "calibrating %d sites on %d samples (%d tokens)", len(probe.channels), cfg.calib, data["calib_tokens"]
     )
     cal = calibrate(model, probe.bindings, probe.channels, data["calib"], cfg.calib, linear_modules)
-    quantizers = {name: [_quantizer(s, cal[name]) for s in schemes] for name in probe.channels}
+    quantizers = {name: [site_quantizer(s, cal[name]) for s in schemes] for name in probe.channels}
     t_cal = time.time()
     log.info(
         "evaluating %d schemes on %d held-out samples (%d tokens)",
@@ -186,12 +186,6 @@ def _resolve_sites(cfg: QuantConfig, model, calib_seqs, pad_id):
         if b.site.kind == "linear_input":
             linear.setdefault(probe.aliases.get(name, name), []).append(model.get_submodule(b.module_path))
     return probe, linear
-
-
-def _quantizer(scheme: Scheme, cal) -> Quantizer | None:
-    if scheme.smooth_alpha is not None and cal.kind != "linear_input":
-        return None  # SmoothQuant folds the scale into the weights of a linear layer
-    return build_quantizer(scheme, cal)
 
 
 def _key(c: Candidate) -> str:

@@ -27,6 +27,10 @@ from .granularity import Granularity, PerGroup, dynamic_amax, from_groups, to_gr
 # above float32's smallest normal, so amax / max_value never underflows.
 EPS = 1e-12
 
+# Smallest block-scale code an NVFP4 encoder stores: torchao clamps the E4M3 code to the
+# smallest normal, torch.finfo(torch.float8_e4m3fn).tiny = 2**-6.
+E4M3_MIN_CODE = 2.0**-6
+
 # Saturation is counted for |x / scale| beyond the grid's top by more than the
 # float32 rounding of the division itself: with a dynamic absmax scale the
 # largest element lands on max_value up to an ulp and must not count as clipped.
@@ -73,14 +77,17 @@ def mx_block_scale(amax: torch.Tensor, element: FloatFormat) -> torch.Tensor:
 
 
 def nv_block_scale(amax: torch.Tensor, element: FloatFormat, global_scale: torch.Tensor) -> torch.Tensor:
-    """NVFP4 block scale: amax / 6 expressed in units of global_scale, rounded to FP8 E4M3.
+    """NVFP4 block scale: amax / 6 in units of global_scale as an FP8 E4M3 code, times global_scale.
 
-    global_scale = tensor amax / (6 x 448) puts the largest block scale at the
-    top of E4M3. A block scale that rounds to 0 (block far below the tensor's
-    range) is replaced by 1: such a block is all zeros after rounding anyway.
+    global_scale = tensor amax / (6 x 448) puts the largest block scale at the top
+    of E4M3. The code is clamped to [E4M3_MIN_CODE, 448] before it is rounded, as
+    torchao's nvfp4_quantize encodes it (torchao/prototype/mx_formats/nvfp4_tensor.py):
+    a block far below the tensor's range (a massive activation elsewhere) gets the
+    smallest code, and its elements round on that grid, mostly to 0, as a real
+    encoder's would. An all-zero block stays 0.
     """
-    s = _E4M3.round(amax / element.max_value / global_scale) * global_scale
-    return torch.where(s > 0, s, torch.ones_like(s))
+    code = (amax / element.max_value / global_scale).clamp(min=E4M3_MIN_CODE, max=_E4M3.max_value)
+    return _E4M3.round(code) * global_scale
 
 
 def nv_global_scale(tensor_amax: torch.Tensor, element: FloatFormat) -> torch.Tensor:

@@ -34,7 +34,7 @@ class SiteCalibration:
     channels: int
     amax: float  # max|a| over finite values
     rms: float
-    ch_amax: torch.Tensor  # (C,) per-channel max|a|, on the model's device
+    ch_amax: torch.Tensor  # (C,) per-channel max|a| over finite values (stats.extrema), on the model's device
     hist: np.ndarray  # (H.N_BINS,) signed log histogram counts
     weight_amax: torch.Tensor | None = None  # (C,) max|W| per input channel (linear inputs)
 
@@ -63,6 +63,21 @@ class Quantizer:
         if self.smooth is not None:
             xq = xq * self.smooth
         return xq, clipped
+
+
+def site_quantizer(scheme: Scheme, cal: SiteCalibration) -> Quantizer | None:
+    """The scheme's quantizer for one hooked site, or None where the scheme does not apply.
+
+    SmoothQuant divides the activation by s and folds s into the weights of the linear
+    layers that read it, so it applies wherever the site's tensor is a linear input
+    (cal.weight_amax is set for every hooked site that carries one), whatever kind of
+    site carries it: Olmo2 has no input norms, so its q/k/v projections read the
+    residual stream, hooked as the previous layer's resid.out (or embed.out). Keying
+    this on the site's kind left those layers unquantized end to end.
+    """
+    if scheme.smooth_alpha is not None and cal.weight_amax is None:
+        return None
+    return build_quantizer(scheme, cal)
 
 
 def build_quantizer(scheme: Scheme, cal: SiteCalibration) -> Quantizer:

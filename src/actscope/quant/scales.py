@@ -24,6 +24,7 @@ from .formats import Format
 from .primitives import amax_to_scale, fake_quantize
 
 POINTS = 8  # representative values per histogram bin
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Clip ratios 1, 2**-1/16, ..., 2**-10: fine steps near 1, reaching 1/1024 of absmax
 # (Gemma's massive activations sit ~1e4-1e5 x above the bulk of the distribution).
 CLIP_RATIOS = 2.0 ** (-np.arange(0, 161) / 16.0)
@@ -51,7 +52,7 @@ def histogram_points(hist: np.ndarray, amax: float | None = None) -> tuple[np.nd
     counts = H.abs_counts(hist)[: H.INF_BIN].astype(np.float64)
     nz = np.nonzero(counts)[0]
     nz = nz[nz > 0]
-    lo, hi = H.EDGES[nz], H.EDGES[nz + 1]
+    lo, hi = H.EDGES[nz], np.minimum(H.UPPER[nz], FLOAT32_MAX)  # points become float32 below
     if amax is not None and amax > 0 and len(nz):
         lo[-1] = hi[-1] = amax  # all POINTS of the top bin at amax
     frac = (np.arange(POINTS) + 0.5) / POINTS  # (P,)

@@ -46,7 +46,8 @@ def collect(acc) -> Results:
         r = SiteResult()
         for s in acc.stats[name]:
             r.scalars.update(s.result())
-            r.channels.update(s.channel_result())
+        for s in acc.stats[name]:
+            r.channels.update(s.channel_result(r.scalars))
             if s.table is not None:
                 r.tables[s.table] = s.table_data()
         sites[name] = r

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import RunDirError
 from . import STATISTICS, kernels, native
 from .base import BatchContext, SiteView, Statistic
 
@@ -88,6 +89,13 @@ class Accumulator:
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = sorted(set(self.state_dict()) - set(state))
+        if missing:  # a checkpoint of another state layout (an older actscope): no silent mix
+            raise RunDirError(
+                f"the saved statistics state lacks {missing[0]} (and {len(missing) - 1} more): "
+                "it was written by another version of actscope",
+                "measure again without --resume",
+            )
         self.sample_tokens = state["_run/sample_tokens"].to(self.device, copy=True)  # updated in place
         self.batches_done = int(state["_run/batches_done"])
         for name, stats in self.stats.items():

@@ -97,8 +97,8 @@ class SiteView:
 
     @cached_property
     def tok_abs(self) -> torch.Tensor:
-        """(N,) max|a| of each token; -1 where the token holds inf or nan, so that
-        extremes, top-k and per-sample maxima are over finite values only."""
+        """(N,) max finite |a| of each token (-1 where it has no finite element): extremes,
+        top-k and per-sample maxima are all over the finite elements (kernels.py)."""
         return self.real(self.p.tok_abs)
 
 
@@ -140,8 +140,9 @@ class Statistic:
         """Scalars for the sites table (host values; called once at the end): `columns`."""
         return {}
 
-    def channel_result(self) -> dict:
-        """Per-channel numpy arrays (C,) for the channels table: `channel_columns`."""
+    def channel_result(self, site: dict) -> dict:
+        """Per-channel numpy arrays (C,) for the channels table: `channel_columns`; `site` holds
+        the site's scalar results (every statistic's result()), e.g. its token count."""
         return {}
 
     def table_data(self):

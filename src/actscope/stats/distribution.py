@@ -9,7 +9,11 @@ from . import histogram as H
 from .base import SiteView, Statistic
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999)
-THRESHOLDS = (6.0, 100.0, FP8_E4M3_MAX, FP8_E5M2_MAX, FP16_MAX)  # outlier, massive, FP8 E4M3, E5M2, fp16
+# Outlier (LLM.int8), massive (Sun et al.), FP8 E4M3 and E5M2 maxima, fp16's largest finite
+# value. frac_ge_65504 is an upper bound on what overflows fp16: the histogram bin holding
+# 65,504 is [64,512, 65,536) (the others are bin edges, their fractions exact); the exact
+# test is the site's max|a| against limits.FP16_OVERFLOW.
+THRESHOLDS = (6.0, 100.0, FP8_E4M3_MAX, FP8_E5M2_MAX, FP16_MAX)
 
 
 class Histogram(Statistic):
@@ -35,7 +39,8 @@ class Histogram(Statistic):
         out = {f"q{q:g}": val for q, val in zip(QUANTILES, H.quantiles(h, QUANTILES))}
         out.update(H.nonfinite_counts(h))
         for t, (_lo, hi) in H.fraction_above(h, THRESHOLDS).items():
-            out[f"frac_ge_{t:g}"] = hi  # upper bound; the lower differs only by the bin holding t
+            # upper bound (exact at bin edges); inf counts as >= t, nan does not
+            out[f"frac_ge_{t:g}"] = hi
         return out
 
     def table_data(self):

@@ -1,4 +1,10 @@
-"""Counts, finite min/max and per-channel max|a|."""
+"""Counts, finite min/max, per-channel max|a| and per-channel non-finite counts.
+
+Over the finite elements: a nan or inf is counted (here per channel, by the histogram
+per site) and enters no extreme, and the finite elements of its token still do
+(kernels.py states the one rule for all statistics). So max(ch_absmax) is the site's
+max|a|, whatever the batching.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ class Extrema(Statistic):
         "min": "min",
         "max": "max",
         "ch_absmax": "max",
+        "ch_nonfinite": "sum",
     }
     native_slots = {f: f for f in merge_rules}
     columns = {
@@ -39,17 +46,17 @@ class Extrema(Statistic):
         self.min = torch.full((), math.inf, dtype=torch.float64, **z)
         self.max = torch.full((), -math.inf, dtype=torch.float64, **z)
         self.ch_absmax = torch.zeros(channels, dtype=torch.float32, **z)
+        self.ch_nonfinite = torch.zeros(channels, dtype=torch.int64, **z)
 
     def update(self, v: SiteView) -> None:
         p = v.p
         n, c = v.ctx.n_rows, v.full.shape[1]
         self.elements += n * c
         self.tokens += n
-        # Finite extremes over tokens whose min (max) is finite: a token holding nan is left
-        # out, inf and nan are counted by the histogram.
-        self.min = torch.minimum(self.min, p.sd[0])
+        self.min = torch.minimum(self.min, p.sd[0])  # finite elements only (module doc)
         self.max = torch.maximum(self.max, p.sd[1])
-        self.ch_absmax = torch.fmax(self.ch_absmax, p.ch_max)  # a channel's nan batch is skipped
+        self.ch_absmax = torch.maximum(self.ch_absmax, p.ch_max)
+        self.ch_nonfinite += p.ch_nonfinite
 
     def result(self) -> dict:
         mn, mx = float(self.min), float(self.max)
@@ -67,7 +74,8 @@ class Extrema(Statistic):
             # Channels exactly 0 on every token: dead units; at an MoE routing site
             # (layers.i.mlp.experts.routed.in), experts that received no tokens.
             "zero_channels": int((self.ch_absmax == 0).sum()) if int(self.tokens) else None,
+            "nonfinite_channels": int((self.ch_nonfinite > 0).sum()),  # channels that saw nan or inf
         }
 
-    def channel_result(self) -> dict:
+    def channel_result(self, site: dict) -> dict:
         return {"absmax": self.ch_absmax.cpu().double().numpy()}

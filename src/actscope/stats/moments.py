@@ -1,8 +1,16 @@
-"""fp64 sums of x, x^2, x^3, x^4 -> mean, std, rms, excess kurtosis; per-channel sums.
+"""Mean, std, rms and excess kurtosis from mergeable central moments; per-channel sums.
 
-All sums are float64 (kernels.py): x^2 of a float is exact in float64, and
-per-token partials do not depend on how tokens were batched, so padded,
-sharded and distributed runs agree to ~1e-15 relative.
+The state is (count, mean, M2, M3, M4), M_p = sum (a - mean)^p over the finite
+elements, in float64. A batch's moments come from per-row central moments
+(kernels.row_moments, native.c row_sums: powers of a - K with K inside the row,
+so a mean of 1000 with sd 0.1 loses nothing to cancellation and a constant
+tensor has M2 exactly 0); batches, ranks and shards combine by the parallel
+formulas of Chan et al. (1979) and Pebay (2008) (`merge_moments`). Raw power sums
+would not do: sum a^4 - 4 mu sum a^3 + ... cancels catastrophically once the mean
+is large against the spread (excess kurtosis -51.6 for mean 1000, sd 0.1).
+
+Per-channel sums of a and a^2 (float64, exact terms) stay plain sums: the
+per-channel mean and rms, the imatrix's sum x^2 and expert loads read them.
 """
 
 from __future__ import annotations
@@ -14,53 +22,69 @@ import torch
 from .base import SiteView, Statistic
 
 
+def merge_moments(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(5,) moments of the union of two sets from theirs (count, mean, M2, M3, M4); no host sync.
+
+    native.c moments_merge is the same formula. A difference of means of 0 adds
+    nothing, so equal constants merge to M2 = 0 exactly.
+    """
+    na, nb = a[0], b[0]
+    n = na + nb
+    d = b[1] - a[1]
+    dn = d / n.clamp(min=1)
+    dn2 = dn * dn
+    t = d * dn * na * nb
+    m2 = a[2] + b[2] + t
+    m3 = a[3] + b[3] + t * dn * (na - nb) + 3 * dn * (na * b[2] - nb * a[2])
+    m4 = (
+        a[4]
+        + b[4]
+        + t * dn2 * (na * na - na * nb + nb * nb)
+        + 6 * dn2 * (na * na * b[2] + nb * nb * a[2])
+        + 4 * dn * (na * b[3] - nb * a[3])
+    )
+    both = torch.stack([n, a[1] + nb * dn, m2, m3, m4])
+    return torch.where(nb == 0, a, torch.where(na == 0, b, both))
+
+
 class Moments(Statistic):
     name = "moments"
-    merge_rules = {
-        "n": "sum",
-        "s1": "sum",
-        "s2": "sum",
-        "s3": "sum",
-        "s4": "sum",
-        "ch_s1": "sum",
-        "ch_s2": "sum",
-    }
-    native_slots = {"n": "elements", **{f: f for f in ("s1", "s2", "s3", "s4", "ch_s1", "ch_s2")}}
+    merge_rules = {"cm": "moments", "ch_s1": "sum", "ch_s2": "sum"}  # "moments": merge_moments
+    native_slots = {"cm": "moments", "ch_s1": "ch_s1", "ch_s2": "ch_s2"}
     columns = {"mean": "float64", "std": "float64", "rms": "float64", "kurtosis": "float64"}
     channel_columns = {"mean": "float64", "rms": "float64", "sum_sq": "float64"}
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)
         f64 = dict(dtype=torch.float64, device=device)
-        self.n = torch.zeros((), dtype=torch.int64, device=device)
-        self.s1 = torch.zeros((), **f64)
-        self.s2 = torch.zeros((), **f64)
-        self.s3 = torch.zeros((), **f64)
-        self.s4 = torch.zeros((), **f64)
+        self.cm = torch.zeros(5, **f64)  # count, mean, M2, M3, M4 of the finite elements
         self.ch_s1 = torch.zeros(channels, **f64)
         self.ch_s2 = torch.zeros(channels, **f64)
 
     def update(self, v: SiteView) -> None:
         p = v.p
-        self.n += v.ctx.n_rows * v.full.shape[1]
-        torch._foreach_add_([self.s1, self.s2, self.s3, self.s4], list(p.sd[2:].unbind()))
+        self.cm = merge_moments(self.cm, p.mom)
         self.ch_s1 += p.ch_s1
         self.ch_s2 += p.ch_s2
 
-    def result(self) -> dict:
-        n = int(self.n)
-        s = [float(t) for t in (self.s1, self.s2, self.s3, self.s4)]
-        if n == 0 or not all(math.isfinite(t) for t in s):
-            return {"mean": None, "std": None, "rms": None, "kurtosis": None}
-        mu, m2, m3, m4 = s[0] / n, s[1] / n, s[2] / n, s[3] / n
-        var = max(m2 - mu * mu, 0.0)
-        # Central 4th moment from raw moments: E[(x-mu)^4] = m4 - 4 mu m3 + 6 mu^2 m2 - 3 mu^4.
-        c4 = m4 - 4 * mu * m3 + 6 * mu * mu * m2 - 3 * mu**4
-        kurt = c4 / var**2 - 3.0 if var > 0 else None
-        return {"mean": mu, "std": math.sqrt(var), "rms": math.sqrt(m2), "kurtosis": kurt}
+    def merge(self, other: Statistic) -> None:
+        assert isinstance(other, Moments)
+        self.cm = merge_moments(self.cm, other.cm.to(self.device))
+        self.ch_s1 = self.ch_s1 + other.ch_s1.to(self.device)
+        self.ch_s2 = self.ch_s2 + other.ch_s2.to(self.device)
 
-    def channel_result(self) -> dict:
-        """Per-channel mean and rms over the site's real tokens (n / C of them), and sum x^2."""
-        tokens = max(int(self.n) // max(self.channels, 1), 1)
+    def result(self) -> dict:
+        """Over the finite elements (nan and inf are counted by the histogram); kurtosis
+        None where the variance is 0 (a constant tensor), rather than 0 / 0."""
+        n, mean, m2, _, m4 = self.cm.tolist()
+        if n == 0:
+            return {"mean": None, "std": None, "rms": None, "kurtosis": None}
+        var = max(m2, 0.0) / n
+        kurt = n * m4 / (m2 * m2) - 3.0 if m2 > 0 else None
+        return {"mean": mean, "std": math.sqrt(var), "rms": math.sqrt(var + mean * mean), "kurtosis": kurt}
+
+    def channel_result(self, site: dict) -> dict:
+        """Per-channel mean and rms over the site's real tokens (site["tokens"]), and sum x^2."""
+        tokens = max(int(site["tokens"]), 1)
         s1, s2 = self.ch_s1.cpu(), self.ch_s2.cpu()
         return {"mean": (s1 / tokens).numpy(), "rms": (s2 / tokens).sqrt().numpy(), "sum_sq": s2.numpy()}

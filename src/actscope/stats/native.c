@@ -11,9 +11,15 @@
  * Rows are cut into fixed chunks that the OpenMP threads torch already runs take one at
  * a time (libgomp is found by its soname: torch's own thread pool). Dynamic scheduling
  * keeps a loaded machine from stalling on a descheduled thread. Counts, maxima and the
- * histogram are exact in any order; float64 sums are kept per chunk and added in chunk
- * order, so every result is independent of the thread count and of timing.
+ * histogram are exact in any order; float64 sums and moments are kept per chunk and
+ * combined in chunk order, so every result is independent of the thread count and of timing.
+ *
+ * Non-finite elements (nan, +-inf) are counted (histogram, per channel) and enter no other
+ * statistic: extremes, per-row max|a|, per-channel max|a|, sums and moments are over the
+ * finite elements, whatever else their row holds. A row holding one is not tested for
+ * massive activations (its median is not that of a finite hidden state).
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,17 +41,37 @@ static int omp_get_thread_num(void) { return 0; }
 #define MASSIVE_ABS 100.0f
 #define MASSIVE_RATIO 1000.0f
 #define OUTLIER_ABS 6.0f
+#define FINITE(a) ((a) <= FLT_MAX) /* a = |v|: false for inf and nan */
 
 typedef struct {
-    float *tok_abs;        /* (R,) every row: max|a| (-1: padding or nonfinite) */
-    float *ch_max;         /* (C,) max|a|, nan once a nan was seen */
-    double *ch_s1, *ch_s2; /* (C,) */
-    int64_t *ch_ge6;       /* (C,) elements with |a| >= 6 */
+    float *tok_abs;        /* (R,) every row: max finite |a| (-1: padding, or no finite element) */
+    float *ch_max;         /* (C,) max finite |a| */
+    int64_t *ch_nonfinite; /* (C,) nan and +-inf elements */
+    double *ch_s1, *ch_s2; /* (C,) sums of the finite a, a^2 */
+    int64_t *ch_ge6;       /* (C,) elements with |a| >= 6 (inf included, nan not) */
     int64_t *ch_massive;   /* (C,) massive elements */
     int64_t *hist;         /* (NB,) */
-    double *sd;            /* finite min, finite max, s1, s2, s3, s4 */
+    double *sd;            /* finite min, finite max */
+    double *mom;           /* count, mean, M2, M3, M4 of the finite elements (moments_merge) */
     int64_t *si;           /* tokens > 100, candidates, massive elements, massive tokens, unchecked */
 } out_t;
+
+/* Central moments (n, mean, M2 = sum (a - mean)^2, M3, M4) of b merged into a: the parallel
+ * formulas of Chan et al. (1979) and Pebay (2008); moments.merge_moments is the same in torch.
+ * delta = 0 (equal means, a constant tensor) adds nothing, so a constant stays exactly constant. */
+static void moments_merge(double *a, const double *b) {
+    double na = a[0], nb = b[0];
+    if (nb == 0) return;
+    if (na == 0) {
+        memcpy(a, b, 5 * sizeof(double));
+        return;
+    }
+    double n = na + nb, d = b[1] - a[1], dn = d / n, dn2 = dn * dn, t = d * dn * na * nb;
+    double m4 = a[4] + b[4] + t * dn2 * (na * na - na * nb + nb * nb) + 6 * dn2 * (na * na * b[2] + nb * nb * a[2]) +
+                4 * dn * (na * b[3] - nb * a[3]);
+    double m3 = a[3] + b[3] + t * dn * (na - nb) + 3 * dn * (na * b[2] - nb * a[2]);
+    a[0] = n, a[1] = a[1] + nb * dn, a[2] = a[2] + b[2] + t, a[3] = m3, a[4] = m4;
+}
 
 /* One thread's share of a call, exact in any order. Kept per thread between calls (the
  * histograms are large): the C-sized arrays are cleared at the start of a call, the
@@ -54,6 +80,7 @@ typedef struct {
     float *ch_max;
     uint32_t *ch_ge6; /* < R * C < 2**32 per call: 32 bits halve the traffic of the hot loop */
     int64_t *ch_massive;
+    int64_t *ch_nonfinite; /* touched only by rows that hold a non-finite element */
     uint32_t *h; /* SUBH x NB */
     float *scratch;
     int64_t cap; /* channels the arrays hold */
@@ -64,8 +91,9 @@ typedef struct {
 static _Thread_local part_t tls_part;
 
 static void part_drop_arrays(part_t *p) {
-    free(p->ch_max), free(p->ch_ge6), free(p->ch_massive), free(p->scratch);
-    p->ch_max = NULL, p->ch_ge6 = NULL, p->ch_massive = NULL, p->scratch = NULL, p->cap = 0;
+    free(p->ch_max), free(p->ch_ge6), free(p->ch_massive), free(p->ch_nonfinite), free(p->scratch);
+    p->ch_max = NULL, p->ch_ge6 = NULL, p->ch_massive = NULL, p->ch_nonfinite = NULL, p->scratch = NULL;
+    p->cap = 0;
 }
 
 static part_t *part_get(int64_t C) { /* this thread's part, cleared for C channels; NULL: no memory */
@@ -75,50 +103,86 @@ static part_t *part_get(int64_t C) { /* this thread's part, cleared for C channe
         part_drop_arrays(p);
         p->ch_max = malloc(C * sizeof(float)), p->ch_ge6 = malloc(C * sizeof(uint32_t));
         p->ch_massive = malloc(C * sizeof(int64_t)), p->scratch = malloc(C * sizeof(float));
-        if (!p->ch_max || !p->ch_ge6 || !p->ch_massive || !p->scratch) {
+        p->ch_nonfinite = malloc(C * sizeof(int64_t));
+        if (!p->ch_max || !p->ch_ge6 || !p->ch_massive || !p->ch_nonfinite || !p->scratch) {
             part_drop_arrays(p);
             return NULL;
         }
         p->cap = C;
     }
     memset(p->ch_max, 0, C * sizeof(float)), memset(p->ch_ge6, 0, C * sizeof(uint32_t));
-    memset(p->ch_massive, 0, C * sizeof(int64_t));
+    memset(p->ch_massive, 0, C * sizeof(int64_t)), memset(p->ch_nonfinite, 0, C * sizeof(int64_t));
     p->lo = INFINITY, p->hi = -INFINITY;
     memset(p->si, 0, sizeof(p->si));
     return p;
 }
 
-/* One row: its extremes and float64 sums of a^3, a^4 (s), and the column partials: the
- * chunk's float64 sums c1, c2 and this thread's max|a| and |a| >= 6 counts. The row sums
- * of a and a^2 are the column sums added up (chunk_sums). Returns whether the row holds a nan. */
-static int row_stats(const float *row, int64_t C, part_t *p, double *c1, double *c2, double *s, float *pmn,
-                     float *pmx) {
+/* One row, float32: its finite extremes and this thread's per-channel max finite |a| and
+ * |a| >= 6 counts (and, for a row holding a non-finite element, per-channel counts of those).
+ * Returns whether the row holds a non-finite element. */
+static int row_scan(const float *row, int64_t C, part_t *p, float *pmn, float *pmx) {
     float mn = INFINITY, mx = -INFINITY;
-    double s3 = 0, s4 = 0;
-    int nan = 0;
+    int bad = 0;
     float *chm = p->ch_max;
     uint32_t *g6 = p->ch_ge6;
-#pragma omp simd reduction(min : mn) reduction(max : mx) reduction(+ : s3, s4) reduction(| : nan)
+#pragma omp simd reduction(min : mn) reduction(max : mx) reduction(| : bad)
     for (int64_t c = 0; c < C; c++) {
         float v = row[c], a = fabsf(v), m = chm[c];
-        mn = v < mn ? v : mn;
+        int fin = FINITE(a);
+        float af = fin ? a : 0.0f;
+        mn = v < mn ? v : mn; /* a nan never wins; an inf does: see below */
         mx = v > mx ? v : mx;
-        nan |= v != v;
-        double d = v, d2 = d * d; /* exact: the square of a float fits a double */
-        s3 = fma(d2, d, s3);
-        s4 = fma(d2, d2, s4);
-        c1[c] += d;
-        c2[c] += d2;
-        chm[c] = a > m ? a : m; /* a nan never wins a comparison: set below, and it stays */
-        g6[c] += a >= OUTLIER_ABS;
+        bad |= !fin;
+        chm[c] = af > m ? af : m;
+        g6[c] += a >= OUTLIER_ABS; /* inf is >= 6, nan is not */
     }
-    if (nan)
-        for (int64_t c = 0; c < C; c++)
-            if (row[c] != row[c]) chm[c] = row[c];
-    s[0] = s3, s[1] = s4;
-    *pmn = nan ? NAN : mn;
-    *pmx = nan ? NAN : mx;
-    return nan;
+    if (bad) { /* rare: the extremes again over the finite elements, and the others counted */
+        mn = INFINITY, mx = -INFINITY;
+        for (int64_t c = 0; c < C; c++) {
+            float v = row[c];
+            if (!FINITE(fabsf(v))) p->ch_nonfinite[c]++;
+            else mn = v < mn ? v : mn, mx = v > mx ? v : mx;
+        }
+    }
+    *pmn = mn, *pmx = mx;
+    return bad;
+}
+
+/* One row, float64: the column sums c1, c2 of its finite elements, and its central moments
+ * merged into the chunk's (mom). The moments come from sums of powers of a - K, K the row's
+ * first finite element: a shift inside the data, so that (by Samuelson's inequality,
+ * |a - mean| <= sd sqrt(C)) the conversion to central moments loses at most ~C**2 ulps of
+ * sd**4, however far the values sit from 0 (mean 1000, sd 0.1), and a constant row has
+ * every power sum exactly 0. */
+static void row_sums(const float *row, int64_t C, int bad, double *c1, double *c2, double *mom) {
+    int64_t k0 = 0;
+    if (bad)
+        while (k0 < C && !FINITE(fabsf(row[k0]))) k0++;
+    if (k0 == C) return; /* no finite element */
+    const double K = row[k0];
+    double t1 = 0, t2 = 0, t3 = 0, t4 = 0, n = (double)C;
+    if (!bad) {
+#pragma omp simd reduction(+ : t1, t2, t3, t4)
+        for (int64_t c = 0; c < C; c++) {
+            double d = row[c], e = d - K, e2 = e * e;
+            c1[c] += d;
+            c2[c] = fma(d, d, c2[c]); /* exact product: the square of a float fits a double */
+            t1 += e, t2 += e2;
+            t3 = fma(e2, e, t3);
+            t4 = fma(e2, e2, t4);
+        }
+    } else {
+        n = 0;
+        for (int64_t c = k0; c < C; c++) {
+            if (!FINITE(fabsf(row[c]))) continue;
+            double d = row[c], e = d - K, e2 = e * e;
+            c1[c] += d, c2[c] = fma(d, d, c2[c]);
+            t1 += e, t2 += e2, t3 = fma(e2, e, t3), t4 = fma(e2, e2, t4), n++;
+        }
+    }
+    const double m = t1 / n, m2 = m * m; /* mean - K */
+    double r[5] = {n, K + m, t2 - m * t1, t3 - 3 * m * t2 + 2 * n * m2 * m, t4 - 4 * m * t3 + 6 * m2 * t2 - 3 * n * m2 * m2};
+    moments_merge(mom, r);
 }
 
 static void row_hist(const uint32_t *b, int64_t C, uint32_t *h) {
@@ -154,31 +218,48 @@ static float kth_smallest(float *a, int64_t n, int64_t k) { /* Hoare quickselect
     return a[k];
 }
 
+/* The two sides of Sun et al.'s ratio test, decided exactly: 1000 x a float needs at most
+ * 34 significant bits, so it is exact in float64, and these return the float32 thresholds
+ * that float comparisons then apply without rounding error. */
+static float ratio_floor(float a) { /* the largest float <= a / 1000 */
+    float t = a / MASSIVE_RATIO;
+    return (double)t * MASSIVE_RATIO > (double)a ? nextafterf(t, 0.0f) : t;
+}
+static float ratio_ceil(float m) { /* the smallest float >= 1000 x m (inf past float's range) */
+    float b = m * MASSIVE_RATIO;
+    return (double)b < (double)m * MASSIVE_RATIO ? nextafterf(b, INFINITY) : b;
+}
+
 /* A finite row whose max|a| ta > 100: is its lower median <= ta / 1000 (then it may hold
  * a massive activation), and if so which elements are > 100 and >= 1000 x median.
- * 1000 x med <= a  <=>  #{c : 1000 x |x_c| <= a} >= need, because 1000 x y (in float) is
- * monotone in y; so an element > 100 is tested by counting, exactly. One pass counts for
- * the test itself, for a = ta and the elements > 100; the elements equal to ta (usually
- * the only one > 100) need nothing more, each other one a counting pass of its own, and
- * past BIG_MAX of them the median is found by quickselect instead. */
+ * 1000 x med <= a  <=>  med <= ratio_floor(a)  <=>  #{c : |x_c| <= ratio_floor(a)} >= need,
+ * exactly; so an element > 100 is tested by counting. One pass counts for a = ta (the test
+ * itself) and the elements > 100; the elements equal to ta (usually the only one > 100)
+ * need nothing more, each other one a counting pass of its own, and past BIG_MAX of them
+ * the median is found by quickselect instead. */
 #define BIG_MAX 8
 static void massive_hit(part_t *p, int64_t c, int64_t *hits) { p->ch_massive[c]++, (*hits)++; }
 
+static uint32_t count_le(const float *row, int64_t C, float t) {
+    uint32_t n = 0; /* C < 2**32 */
+#pragma omp simd reduction(+ : n)
+    for (int64_t c = 0; c < C; c++) n += fabsf(row[c]) <= t;
+    return n;
+}
+
 static int massive_row(const float *row, int64_t C, float ta, part_t *p) {
-    const float t = ta / MASSIVE_RATIO;
     const uint32_t need = (uint32_t)((C - 1) / 2 + 1);
-    uint32_t small = 0, below_ta = 0, nbig = 0; /* C < 2**32 */
-#pragma omp simd reduction(+ : small, below_ta, nbig)
+    const float t = ratio_floor(ta);
+    uint32_t small = 0, nbig = 0;
+#pragma omp simd reduction(+ : small, nbig)
     for (int64_t c = 0; c < C; c++) {
         float a = fabsf(row[c]);
         small += a <= t;
-        below_ta += MASSIVE_RATIO * a <= ta;
         nbig += a > MASSIVE_ABS;
     }
     if (small < need) return 0;
     int64_t hits = 0;
-    if (below_ta < need) { /* 1000 x median > ta >= every element: no hit */
-    } else if (nbig <= BIG_MAX) {
+    if (nbig <= BIG_MAX) {
         int64_t big[BIG_MAX], found = 0;
         for (int64_t c0 = 0; c0 < C && found < nbig; c0 += 64) { /* blocks without one are skipped */
             int64_t c1 = c0 + 64 < C ? c0 + 64 : C;
@@ -190,17 +271,11 @@ static int massive_row(const float *row, int64_t C, float ta, part_t *p) {
         }
         for (int64_t i = 0; i < found; i++) {
             float a = fabsf(row[big[i]]);
-            uint32_t below = below_ta;
-            if (a != ta) {
-                below = 0;
-#pragma omp simd reduction(+ : below)
-                for (int64_t c = 0; c < C; c++) below += MASSIVE_RATIO * fabsf(row[c]) <= a;
-            }
-            if (below >= need) massive_hit(p, big[i], &hits);
+            if (a == ta || count_le(row, C, ratio_floor(a)) >= need) massive_hit(p, big[i], &hits);
         }
     } else {
         for (int64_t c = 0; c < C; c++) p->scratch[c] = fabsf(row[c]);
-        float bar = MASSIVE_RATIO * kth_smallest(p->scratch, C, need - 1);
+        float bar = ratio_ceil(kth_smallest(p->scratch, C, need - 1));
         for (int64_t c = 0; c < C; c++) {
             float a = fabsf(row[c]);
             if (a > MASSIVE_ABS && a >= bar) massive_hit(p, c, &hits);
@@ -212,8 +287,8 @@ static int massive_row(const float *row, int64_t C, float ta, part_t *p) {
 }
 
 /* Rows [r0, r1): per-row max|a|, this thread's exact partials, and the chunk's float64
- * sums cs = (ch_s1 (C), ch_s2 (C), s3, s4), zeroed here. */
-#define CS(C) (2 * (C) + 2)
+ * sums and moments cs = (ch_s1 (C), ch_s2 (C), count, mean, M2, M3, M4), zeroed here. */
+#define CS(C) (2 * (C) + 5)
 static void rows(const float *x, int64_t C, int64_t r0, int64_t r1, const uint8_t *keep, float *tok_abs,
                  part_t *p, double *cs, int hist) {
     memset(cs, 0, CS(C) * sizeof(double));
@@ -221,17 +296,16 @@ static void rows(const float *x, int64_t C, int64_t r0, int64_t r1, const uint8_
         tok_abs[r] = -1.0f;
         if (keep && !keep[r]) continue;
         const float *row = x + r * C;
-        double s[2];
         float mn, mx;
-        int nan = row_stats(row, C, p, cs, cs + C, s, &mn, &mx);
+        int bad = row_scan(row, C, p, &mn, &mx);
+        row_sums(row, C, bad, cs, cs + C, cs + 2 * C);
         if (hist) row_hist((const uint32_t *)row, C, p->h);
-        cs[2 * C] += s[0], cs[2 * C + 1] += s[1];
-        if (!nan && isfinite(mn) && mn < p->lo) p->lo = mn;
-        if (!nan && isfinite(mx) && mx > p->hi) p->hi = mx;
+        if (mn > mx) continue; /* no finite element */
+        if (mn < p->lo) p->lo = mn;
+        if (mx > p->hi) p->hi = mx;
         float ta = mx > -mn ? mx : -mn;
-        if (nan || !isfinite(ta)) continue;
         tok_abs[r] = ta;
-        if (ta > MASSIVE_ABS) {
+        if (!bad && ta > MASSIVE_ABS) {
             p->si[0]++;
             p->si[1] += massive_row(row, C, ta, p);
         }
@@ -251,8 +325,9 @@ static void merge_parts(pass_t *ps, int64_t C) { /* into parts[0]: max, min and 
         const part_t *p = ps->parts[t];
         for (int64_t c = 0; c < C; c++) {
             float a = p->ch_max[c], m = p0->ch_max[c];
-            p0->ch_max[c] = (a > m || a != a) ? a : m;
+            p0->ch_max[c] = a > m ? a : m;
             p0->ch_ge6[c] += p->ch_ge6[c], p0->ch_massive[c] += p->ch_massive[c];
+            p0->ch_nonfinite[c] += p->ch_nonfinite[c];
         }
         if (p->lo < p0->lo) p0->lo = p->lo;
         if (p->hi > p0->hi) p0->hi = p->hi;
@@ -326,17 +401,16 @@ static int pass(const float *x, int64_t R, int64_t C, const uint8_t *keep, float
     return 0;
 }
 
-/* The chunks' float64 sums in chunk order (independent of threads): ch_s1, ch_s2 (C,) and
- * s = (s1, s2, s3, s4), s1 and s2 as the column sums added up. */
-static void chunk_sums(const pass_t *ps, int64_t C, double *ch_s1, double *ch_s2, double *s) {
+/* The chunks' float64 column sums ch_s1, ch_s2 (C,) and moments mom (5,), combined in chunk
+ * order (independent of threads). */
+static void chunk_sums(const pass_t *ps, int64_t C, double *ch_s1, double *ch_s2, double *mom) {
     memset(ch_s1, 0, C * sizeof(double)), memset(ch_s2, 0, C * sizeof(double));
-    s[0] = s[1] = s[2] = s[3] = 0;
+    memset(mom, 0, 5 * sizeof(double));
     for (int64_t k = 0; k < ps->chunks; k++) {
         const double *c = ps->cs + k * CS(C);
         for (int64_t j = 0; j < C; j++) ch_s1[j] += c[j], ch_s2[j] += c[C + j];
-        s[2] += c[2 * C], s[3] += c[2 * C + 1];
+        moments_merge(mom, c + 2 * C);
     }
-    for (int64_t j = 0; j < C; j++) s[0] += ch_s1[j], s[1] += ch_s2[j];
 }
 
 /* x: (R, C) row-major; keep: (R,) 1 = real token, or NULL. Returns 0, or -1 when out of
@@ -348,10 +422,9 @@ int site_partials(const float *x, int64_t R, int64_t C, const uint8_t *keep, out
     memcpy(o->ch_max, p->ch_max, C * sizeof(float));
     for (int64_t c = 0; c < C; c++) o->ch_ge6[c] = p->ch_ge6[c];
     memcpy(o->ch_massive, p->ch_massive, C * sizeof(int64_t));
-    double s[4];
-    chunk_sums(&ps, C, o->ch_s1, o->ch_s2, s);
+    memcpy(o->ch_nonfinite, p->ch_nonfinite, C * sizeof(int64_t));
+    chunk_sums(&ps, C, o->ch_s1, o->ch_s2, o->mom);
     o->sd[0] = p->lo, o->sd[1] = p->hi;
-    for (int j = 0; j < 4; j++) o->sd[2 + j] = s[j];
     memcpy(o->si, p->si, sizeof(p->si));
     o->si[4] = 0; /* every candidate token was checked */
     free(ps.cs);
@@ -367,8 +440,9 @@ int site_partials(const float *x, int64_t R, int64_t C, const uint8_t *keep, out
     X(TOKENS, "tokens")                     /* i64 ()   += real rows */                            \
     X(MIN, "min")                           /* f64 ()   min= finite min */                         \
     X(MAX, "max")                           /* f64 ()   max= finite max */                         \
-    X(CH_ABSMAX, "ch_absmax")               /* f32 (C)  fmax= (a channel's nan batch is skipped) */ \
-    X(S1, "s1") X(S2, "s2") X(S3, "s3") X(S4, "s4") /* f64 () += */                              \
+    X(CH_ABSMAX, "ch_absmax")               /* f32 (C)  max= finite max|a| */                      \
+    X(CH_NONFINITE, "ch_nonfinite")         /* i64 (C)  += nan and +-inf elements */               \
+    X(MOMENTS, "moments")                   /* f64 (5)  moments_merge= (n, mean, M2, M3, M4) */     \
     X(CH_S1, "ch_s1") X(CH_S2, "ch_s2")     /* f64 (C)  += */                                      \
     X(HIST, "hist")                         /* i64 (NB) += */                                      \
     X(OVER_100, "tokens_over_100")          /* i64 ()   += (si[0..4]) */                           \
@@ -396,15 +470,13 @@ typedef struct { /* one batch: provenance of its N real rows, shared by every si
     int64_t n;
 } batch_t;
 
-/* Top-k provenance: the first channel holding a row's max|a| (the first nan, if any:
- * torch.argmax semantics). */
+/* Top-k provenance: the first channel holding a row's max finite |a| (topk.row_peaks). */
 static int64_t row_argmax(const float *row, int64_t C) {
     int64_t best = 0;
     float top = -1.0f;
     for (int64_t c = 0; c < C; c++) {
         float a = fabsf(row[c]);
-        if (a != a) return c;
-        if (a > top) top = a, best = c;
+        if (FINITE(a) && a > top) top = a, best = c;
     }
     return best;
 }
@@ -413,7 +485,8 @@ static int64_t row_argmax(const float *row, int64_t C) {
  * first by (absval descending, sample ascending, pos ascending): topk.select_top's order.
  * A row enters only if strictly better than the k-th entry; on equal keys the entry
  * already held stays first (a stable merge with the held entries first). Rows with
- * tok_abs -1 (inf, nan) lose to empty slots (-1, sample -1). State is updated in place. */
+ * tok_abs -1 (no finite element) lose to empty slots (-1, sample -1). State is updated
+ * in place. */
 typedef struct {
     float *absval, *value;
     int64_t *sample, *pos, *channel, *token, k;
@@ -479,8 +552,8 @@ int site_update(const float *x, int64_t R, int64_t C, const batch_t *b, const fo
     }
     const part_t *p = ps.parts[0];
     const int64_t n = b->n;
-    double s[4];
-    chunk_sums(&ps, C, sums, sums + C, s);
+    double mom[5];
+    chunk_sums(&ps, C, sums, sums + C, mom);
     for (int i = 0; i < nfolds; i++) {
         void *d = folds[i].dst;
         int64_t *i64 = d;
@@ -492,9 +565,12 @@ int site_update(const float *x, int64_t R, int64_t C, const batch_t *b, const fo
         case SLOT_MIN: *f64 = p->lo < *f64 ? p->lo : *f64; break;
         case SLOT_MAX: *f64 = p->hi > *f64 ? p->hi : *f64; break;
         case SLOT_CH_ABSMAX:
-            for (int64_t c = 0; c < C; c++) f32[c] = fmaxf(f32[c], p->ch_max[c]);
+            for (int64_t c = 0; c < C; c++) f32[c] = p->ch_max[c] > f32[c] ? p->ch_max[c] : f32[c];
             break;
-        case SLOT_S1: case SLOT_S2: case SLOT_S3: case SLOT_S4: *f64 += s[folds[i].slot - SLOT_S1]; break;
+        case SLOT_CH_NONFINITE:
+            for (int64_t c = 0; c < C; c++) i64[c] += p->ch_nonfinite[c];
+            break;
+        case SLOT_MOMENTS: moments_merge(f64, mom); break;
         case SLOT_CH_S1: case SLOT_CH_S2: {
             const double *src = sums + (folds[i].slot == SLOT_CH_S2 ? C : 0);
             for (int64_t c = 0; c < C; c++) f64[c] += src[c];

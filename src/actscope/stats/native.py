@@ -53,7 +53,9 @@ FLAGS = [
 OPTIONAL = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-fopenmp-simd"], [])
 _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
-_OUT_FIELDS = ("tok_abs", "ch_max", "ch_s1", "ch_s2", "ch_ge6", "ch_massive", "hist", "sd", "si")
+_OUT_FIELDS = (  # native.c out_t, in order
+    "tok_abs", "ch_max", "ch_nonfinite", "ch_s1", "ch_s2", "ch_ge6", "ch_massive", "hist", "sd", "mom", "si"
+)  # fmt: skip
 
 
 class _Out(ctypes.Structure):
@@ -69,8 +71,8 @@ class _Batch(ctypes.Structure):  # native.c batch_t
 
 
 # What each slot of native.c takes: dtype and length (C: channels, NB: histogram bins,
-# n: corpus samples, k: the top-k size, any but the same for all six; () a scalar).
-# native.c lists the names itself (slot_names), and the two lists must agree.
+# n: corpus samples, k: the top-k size, any but the same for all six; () a scalar; an
+# int: that many). native.c lists the names itself (slot_names), and the two must agree.
 _f32, _f64, _i64 = torch.float32, torch.float64, torch.int64
 SLOT_TYPES = {
     "elements": (_i64, ()),
@@ -78,7 +80,8 @@ SLOT_TYPES = {
     "min": (_f64, ()),
     "max": (_f64, ()),
     "ch_absmax": (_f32, "C"),
-    **{f"s{i}": (_f64, ()) for i in range(1, 5)},
+    "ch_nonfinite": (_i64, "C"),
+    "moments": (_f64, 5),  # count, mean, M2, M3, M4 (moments.py)
     "ch_s1": (_f64, "C"),
     "ch_s2": (_f64, "C"),
     "hist": (_i64, "NB"),
@@ -232,12 +235,14 @@ def site_partials(
     out = {
         "tok_abs": torch.empty(R, dtype=f32),
         "ch_max": torch.empty(C, dtype=f32),
+        "ch_nonfinite": torch.empty(C, dtype=i64),
         "ch_s1": torch.empty(C, dtype=f64),
         "ch_s2": torch.empty(C, dtype=f64),
         "ch_ge6": torch.empty(C, dtype=i64),
         "ch_massive": torch.empty(C, dtype=i64),
         "hist": torch.empty(H.N_BINS, dtype=i64),
-        "sd": torch.empty(6, dtype=f64),
+        "sd": torch.empty(2, dtype=f64),
+        "mom": torch.empty(5, dtype=f64),
         "si": torch.empty(5, dtype=i64),
     }
     o = _Out(*(out[f].data_ptr() for f in _OUT_FIELDS))
@@ -283,7 +288,9 @@ class FoldTable:
         entries = []
         for slot, t in pairs:
             dtype, length = SLOT_TYPES[slot]
-            want = lengths.get(length, t.numel()) if isinstance(length, str) else 1
+            want = (
+                length if isinstance(length, int) else 1 if length == () else lengths.get(length, t.numel())
+            )
             if t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous() or t.numel() != want:
                 raise ValueError(
                     f"state for native slot {slot!r}: {t.dtype} x{t.numel()}, wants {dtype} x{want}"

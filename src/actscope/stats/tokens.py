@@ -1,14 +1,29 @@
 """Per-token and per-sample statistics: massive activations, outlier channels, sample maxima.
 
 Massive activation (Sun et al. 2024): |a| > 100 and |a| >= 1000 x median |a| of
-its hidden state. Here the median is taken per token (over channels, as the
-paper's code does); the layer-wide variant (Owen et al.) is derived from the
-histogram at the end (results.py), because it needs the whole run's median.
+"its hidden state". Which median is a choice, and three are in use
+(docs/statistics.md):
+
+- per token (this statistic, exact): the lower median of |a| over the C channels
+  of the token's vector at the site;
+- per sequence and layer: Sun et al.'s released code (locuslab/massive-activations,
+  main_llm.py) takes torch.median of |a| over the whole decoder-layer output of one
+  sequence, every token and channel. actscope does not compute this one;
+- per site over the whole run (the summary's `layer_median`): the median |a| of every
+  element the site produced, from the histogram, so bracketed rather than exact.
+
+The counts here are per site: `massive_tokens` is the number of tokens holding a
+massive element at this site, so a sum over sites counts (token, site) pairs. A
+token holding a non-finite element is not tested (kernels.py).
+
+The test is exact: 1000 x median <= a is decided in float64, where 1000 x a float32
+is exact (kernels.ratio_floor / ratio_ceil), not as a float32 product that can round
+onto a (1000 x 0.2f > 200, yet the float32 product is 200).
 
 The per-token median costs a sort, so it is computed only where the test can
 pass. A token can hold a massive activation only if its max|a| > 100 and its
 (lower) median <= max|a| / 1000, i.e. at least (C-1)//2 + 1 of its elements are
-<= max|a| / 1000: one comparison pass finds these tokens exactly (kernels.py).
+<= max|a| / 1000 (exactly: ratio_floor): one comparison pass finds these tokens.
 The native CPU kernel then tests every element > 100 of every such token (in
 practice BOS and a few delimiter tokens) by counting (native.c); the torch
 implementation takes the medians of up to CANDIDATES of them per batch and
@@ -70,7 +85,7 @@ class Massive(Statistic):
             "tokens_over_100": int(self.tokens_over_100),
         }
 
-    def channel_result(self) -> dict:
+    def channel_result(self, site: dict) -> dict:
         return {"massive": self.ch_massive.cpu().numpy(), "ge6": self.ch_ge6.cpu().numpy()}
 
 

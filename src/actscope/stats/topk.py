@@ -43,10 +43,12 @@ def batch_top(absval: torch.Tensor, rank: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def row_peaks(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(channel, float32 value) of the first max|a| of each of the given rows of x (R, C)."""
-    r = x.index_select(0, rows)  # (k, C)
-    ch = r.abs().argmax(1)
-    return ch, r.gather(1, ch[:, None]).squeeze(1).float()
+    """(channel, float32 value) of the first max finite |a| of each of the given rows of
+    x (R, C): the element that holds the row's tok_abs (native.c row_argmax)."""
+    r = x.index_select(0, rows).float()  # (k, C)
+    a = r.abs()
+    ch = torch.where(torch.isfinite(a), a, -1.0).argmax(1)
+    return ch, r.gather(1, ch[:, None]).squeeze(1)
 
 
 class TopK(Statistic):
