@@ -11,8 +11,8 @@ import pytest
 GOOD_CORPUS = '{"text": "hello world"}\n'
 
 
-def actscope(*args, cwd=None):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def actscope(*args, cwd=None, env=None, **kwargs):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "actscope", *args],
         capture_output=True,
@@ -20,6 +20,7 @@ def actscope(*args, cwd=None):
         cwd=cwd,
         env=env,
         timeout=600,
+        **kwargs,
     )
 
 

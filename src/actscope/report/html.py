@@ -15,8 +15,9 @@ from pathlib import Path
 
 import jinja2
 import numpy as np
+from markupsafe import Markup
 
-from .. import __version__
+from .. import __version__, textsafe
 from ..stats import histogram as H
 from . import compare, plots
 from .compare import fmt_pct
@@ -35,6 +36,7 @@ def render_report(runs: list[str | Path], out: str | Path, title: str | None = N
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_finalize,
     )
     env.filters.update(num=fmt_num, pct=fmt_pct, db=fmt_db, visible=visible)
     page = {
@@ -271,6 +273,15 @@ def fmt_db(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     return "∞ dB" if math.isinf(v) else f"{v:.1f} dB"
+
+
+def _finalize(v):
+    """Every value printed by the template: control and bidi characters of outside text become
+    visible escapes before autoescaping (newlines and tabs stay for `visible`); our SVG
+    (Markup) passes as it is."""
+    if isinstance(v, str) and not isinstance(v, Markup):
+        return textsafe.visible(v, keep="\n\t")
+    return v
 
 
 def visible(s) -> str:
