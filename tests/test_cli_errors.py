@@ -190,3 +190,28 @@ def test_pickled_weights_refused_by_default(tmp_path, corpus_file):
     char_tokenizer().save_pretrained(d)
     r = actscope("measure", str(d), "--corpus", str(corpus_file), "-o", str(tmp_path / "o"))
     assert_clean_error(r, "--allow-pickle")
+
+
+def test_real_checkpoint_missing_a_layer(tmp_path, corpus_file):
+    """SmolLM2's converted safetensors with layer 3 deleted: random weights would be measured."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from actscope.models import resolve_source
+
+    d = tmp_path / "smollm2"
+    shutil.copytree(resolve_source("smollm2-135m").directory, d)
+    tensors = {k: v for k, v in load_file(d / "model.safetensors").items() if ".layers.3." not in k}
+    save_file(tensors, d / "model.safetensors", metadata={"format": "pt"})
+    r = actscope("measure", str(d), "--corpus", str(corpus_file), "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "do not match its config: missing 9 tensors (model.layers.3.")
+    assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_max_memory_that_is_not_a_size(tmp_path, corpus_file):
+    r = actscope(
+        "measure", "smollm2-135m", "--corpus", str(corpus_file), "--device-map", "auto",
+        "--max-memory", "cpu=lots", "-o", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert_clean_error(r, "invalid --max-memory size 'lots' for cpu")

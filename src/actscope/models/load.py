@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelError, UserError
-from . import gguf_convert
+from . import gguf_convert, weights
 from .cache import cache_root, cached_sha256
 from .zoo import ZOO, ZooEntry
 
@@ -201,6 +200,7 @@ def _check_weights(src: ResolvedSource, allow_pickle: bool) -> None:
             f"{d} has only pickled weights (*.bin/*.pt), which can run code when loaded",
             "convert them to safetensors, or pass --allow-pickle only if the files are trusted",
         )
+    weights.check_files(sorted(d.glob("*.safetensors")))
 
 
 def _check_tokenizer_files(directory: Path) -> None:
@@ -220,10 +220,15 @@ def _load_config(directory: Path, trust_remote_code: bool):
         config = AutoConfig.from_pretrained(
             directory, local_files_only=True, trust_remote_code=trust_remote_code
         )
-    except (ValueError, KeyError, OSError) as err:
+    except (ValueError, KeyError, OSError, TypeError) as err:
         if "trust_remote_code" in str(err):
             raise _needs_remote_code(directory) from err
-        raise ModelError(f"cannot read the config in {directory}: {err}", "check config.json") from err
+        # transformers explains an unknown model_type in several paragraphs: keep the first line
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelError(
+            f"cannot read the config in {directory}: {reason}",
+            "check config.json (this transformers may not know the model_type; try a newer one)",
+        ) from err
     remote = "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING and not (remote and trust_remote_code):
         if remote:
@@ -290,42 +295,16 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, device)
     if max_memory is not None and device_map is None:
         raise UserError("--max-memory needs --device-map", "add --device-map auto")
+    weights.check_max_memory(max_memory)
     src = resolve_source(source, cache_dir)
     config = _load_config(src.directory, trust_remote_code)
     _check_weights(src, allow_pickle)
     tokenizer = _load_tokenizer(src.directory, trust_remote_code)
-    model = _load_weights(src, config, torch_dtype, device, trust_remote_code, device_map, max_memory)
+    model = weights.load(src, config, torch_dtype, device, trust_remote_code, device_map, max_memory)
     info = {"source": source, "kind": src.kind, **src.info}
     info.update(_model_info(model, config, torch_dtype, device, device_map))
     info.update(tokenizer_info(tokenizer))
     return LoadedModel(model, tokenizer, info)
-
-
-def _load_weights(src, config, dtype, device, trust_remote_code, device_map, max_memory) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
-
-    kwargs: dict[str, Any] = dict(
-        config=config,
-        dtype=dtype,
-        local_files_only=True,
-        trust_remote_code=trust_remote_code,
-        use_safetensors=not src.pickle_only,  # never fall back to pickles silently
-    )
-    if device_map is not None:
-        # accelerate places the layers; what fits nowhere goes to disk in a scratch folder
-        offload = tempfile.mkdtemp(prefix="actscope-offload-")
-        kwargs.update(device_map=device_map, max_memory=max_memory, offload_folder=offload)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(src.directory, **kwargs)
-    except ValueError as err:
-        if "trust_remote_code" in str(err):
-            raise _needs_remote_code(src.directory) from err
-        raise
-    if device_map is None:
-        model.to(device)
-    model.eval()
-    model.requires_grad_(False)
-    return model
 
 
 def _model_info(model, config, dtype, device, device_map) -> dict:
