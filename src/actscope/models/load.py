@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..corpus.tokenize import CONTEXT_ATTR
 from ..errors import ModelError, UserError
 from . import gguf_convert, weights
 from .cache import cache_root, cached_sha256
@@ -300,6 +301,9 @@ def load_model(
     config = _load_config(src.directory, trust_remote_code)
     _check_weights(src, allow_pickle)
     tokenizer = _load_tokenizer(src.directory, trust_remote_code)
+    context = getattr(config, "max_position_embeddings", None)
+    if isinstance(context, int) and context > 0:
+        setattr(tokenizer, CONTEXT_ATTR, context)  # corpus.tokenize warns past it
     model = weights.load(src, config, torch_dtype, device, trust_remote_code, device_map, max_memory)
     info = {"source": source, "kind": src.kind, **src.info}
     info.update(_model_info(model, config, torch_dtype, device, device_map))
