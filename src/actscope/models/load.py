@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from ..errors import ModelError, UserError
 from . import gguf_convert, weights
 from .cache import cache_root, cached_sha256
 from .zoo import ZOO, ZooEntry
+
+log = logging.getLogger(__name__)
 
 _DTYPES = {
     "float32": torch.float32,
@@ -121,11 +124,11 @@ def _gguf(path: Path, root: Path, kind: str) -> ResolvedSource:
         raise ModelError(f"{path} is truncated or not a GGUF file", "re-download it")
     sha = cached_sha256(path, root)
     target = root / sha
-    if (target / gguf_convert.META_FILE).is_file():
-        meta = gguf_convert.converted_meta(target)
-    else:
-        meta = gguf_convert.read_meta(path)  # fails cleanly on a truncated file
-        gguf_convert.convert(path, target, meta)
+    if not (target.exists() or target.is_symlink()):
+        gguf_convert.convert(path, target, gguf_convert.read_meta(path), root)
+    elif (why := gguf_convert.damage(target, root)) is not None:
+        _repair(path, target, root, why)
+    meta = gguf_convert.converted_meta(target)
     info = {
         "path": str(path.resolve()),
         "sha256": sha,
@@ -137,6 +140,18 @@ def _gguf(path: Path, root: Path, kind: str) -> ResolvedSource:
         "note": gguf_convert.NOTE,
     }
     return ResolvedSource(kind, target, info)
+
+
+def _repair(path: Path, target: Path, root: Path, why: str) -> None:
+    """A damaged cached conversion is converted again from the (hash-verified) GGUF file."""
+    log.warning("the cached conversion %s is damaged (%s); converting %s again", target, why, path.name)
+    try:
+        gguf_convert.convert(path, target, gguf_convert.read_meta(path), root, replace=True)
+    except OSError as err:
+        raise ModelError(
+            f"the model cache entry {target} is damaged ({why}) and cannot be replaced ({err.strerror or err})",
+            f"delete it (rm -r {target}) or pass another --cache-dir",
+        ) from err
 
 
 def _hf_cache(repo_id: str) -> ResolvedSource:
