@@ -215,3 +215,41 @@ def test_max_memory_that_is_not_a_size(tmp_path, corpus_file):
         "--max-memory", "cpu=lots", "-o", str(tmp_path / "o"),
     )  # fmt: skip
     assert_clean_error(r, "invalid --max-memory size 'lots' for cpu")
+
+
+def test_negative_shard_reaches_the_range_check(tmp_path, corpus_file):
+    r = actscope("measure", "--corpus", str(corpus_file), "--shard", "-1/2", "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "--shard -1/2 is out of range", "0 <= I < N")
+
+
+def test_interrupt_while_writing_the_final_tables_says_resume(tmp_path, corpus_file, monkeypatch, capsys):
+    """A real SIGINT after the last batch, as the result tables are written: the state is
+    saved, so the message says how to finish, and --resume does."""
+    import signal
+
+    from actscope import cli, runner
+
+    real = runner.write_results
+
+    def interrupted_write(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    out = tmp_path / "o"
+    argv = ["measure", "smollm2-135m", "--corpus", str(corpus_file), "--sites", "embed.out", "-o", str(out)]
+    monkeypatch.setattr(runner, "write_results", interrupted_write)
+    assert cli.main([*argv, "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "state saved in" in err and "--resume" in err, err
+    monkeypatch.setattr(runner, "write_results", real)
+    assert cli.main([*argv, "--no-progress", "--resume"]) == 0
+    assert '"status": "complete"' in (out / "run.json").read_text()
+
+
+def test_library_error_with_paragraphs_is_one_line(tmp_path, corpus_file):
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text('{"model_type": "no-such-arch"}')
+    r = actscope("measure", str(d), "--corpus", str(corpus_file), "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "cannot read the config", "no-such-arch")
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .config import MeasureConfig
 
@@ -134,17 +135,38 @@ def cmd_measure(a) -> int:
         progress=not a.no_progress,
         **_model_kwargs(a),
     )
-    out = measure(cfg)
-    from . import distributed
+    try:
+        out = measure(cfg)
+        from . import distributed
 
-    if not distributed.current().main:
-        return 0
-    manifest = read_manifest(out)
-    if a.json:
-        print(json.dumps(manifest["summary"], indent=2))
-    else:
-        print_summary(out, manifest)
+        if not distributed.current().main:
+            return 0
+        manifest = read_manifest(out)
+        if a.json:
+            print(json.dumps(manifest["summary"], indent=2))
+        else:
+            print_summary(out, manifest)
+    except KeyboardInterrupt as err:  # outside the measuring loop (which checkpoints and says so)
+        raise _interrupted(cfg, err) from None
     return 0
+
+
+def _interrupted(cfg: MeasureConfig, err: KeyboardInterrupt) -> Exception:
+    """What an interrupt left behind in the run directory, and what to do next."""
+    from .errors import Interrupted
+    from .results import STATE
+    from .runner import default_out
+
+    out = Path(cfg.out or default_out(cfg))
+    try:
+        status = json.loads((out / "run.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return err
+    if status == "complete":
+        return Interrupted(f"interrupted; the run in {out} is complete: `actscope show {out}` prints it")
+    if (out / STATE).is_file():
+        return Interrupted(f"interrupted; state saved in {out}; continue with the same command and --resume")
+    return err
 
 
 def cmd_merge(a) -> int:
