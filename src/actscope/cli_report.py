@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import outputs
+
 
 def register(sub) -> None:
     r = sub.add_parser("report", help="write a self-contained HTML report of one or more runs")
@@ -51,7 +53,7 @@ def register(sub) -> None:
 
 def _emit(text: str, out: str | None) -> None:
     if out:
-        Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        outputs.write_text(out, "-o", text if text.endswith("\n") else text + "\n")
         print(f"wrote {out}", file=sys.stderr)
     else:
         print(text)
@@ -60,6 +62,7 @@ def _emit(text: str, out: str | None) -> None:
 def cmd_report(a) -> int:
     from .report.html import render_report
 
+    outputs.check(a.out, "-o")  # before the runs are read and the charts drawn
     out = render_report(a.runs, a.out, title=a.title)
     print(f"wrote {out}")
     return 0
@@ -69,10 +72,13 @@ def cmd_compare(a) -> int:
     from .report import compare, plots
     from .report.rundata import RunView
 
+    for path, flag in ((a.out, "-o"), (a.chart, "--chart")):
+        if path:
+            outputs.check(path, flag)
     result = compare.build([RunView(r) for r in a.runs], pairs=a.pair, with_published=a.published)
     _emit(compare.FORMATS[a.format](result), a.out)
     if a.chart:
-        Path(a.chart).write_text(plots.compare_bars(result["rows"]), encoding="utf-8")
+        outputs.write_text(a.chart, "--chart", plots.compare_bars(result["rows"]))
         print(f"wrote {a.chart}", file=sys.stderr)
     return 0
 
@@ -81,6 +87,8 @@ def cmd_card(a) -> int:
     from .report.card import card_fields, card_markdown
     from .report.rundata import RunView
 
+    if a.out:
+        outputs.check(a.out, "-o")
     view = RunView(a.run)
     _emit(card_markdown(view) if a.format == "markdown" else json.dumps(card_fields(view), indent=2), a.out)
     return 0
@@ -92,6 +100,8 @@ def cmd_export(a) -> int:
 
     names = {"smoothquant": "act_scales", "imatrix": "imatrix", "json": "export"}
     out = a.out or str(Path(a.run) / (names[a.format] + DEFAULT_SUFFIX[a.format]))
-    info = export(RunView(a.run), a.format, out)
-    print(f"wrote {info['path']} ({info['entries']} entries, {info['format']})")
+    outputs.check(out, "-o")
+    view = RunView(a.run)
+    info = outputs.write(out, "-o", lambda tmp: export(view, a.format, tmp))
+    print(f"wrote {out} ({info['entries']} entries, {info['format']})")
     return 0

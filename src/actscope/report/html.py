@@ -17,7 +17,7 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from .. import __version__, textsafe
+from .. import __version__, outputs, textsafe
 from ..stats import histogram as H
 from . import compare, plots
 from .compare import fmt_pct
@@ -47,10 +47,7 @@ def render_report(runs: list[str | Path], out: str | Path, title: str | None = N
         "comparison": comparison_context(views) if len(views) > 1 else None,
     }
     html = env.get_template("report.html").render(**page)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
-    return out
+    return outputs.write_text(out, "-o", html)
 
 
 # ---- per-run context -------------------------------------------------------------
