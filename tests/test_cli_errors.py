@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -253,3 +254,27 @@ def test_library_error_with_paragraphs_is_one_line(tmp_path, corpus_file):
     r = actscope("measure", str(d), "--corpus", str(corpus_file), "-o", str(tmp_path / "o"))
     assert_clean_error(r, "cannot read the config", "no-such-arch")
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_text_column_for_measure(tmp_path):
+    c = tmp_path / "c.jsonl"
+    c.write_text('{"body": "The cat sat on the mat."}\n{"body": "A dog ran."}\n')
+    r = actscope("measure", "smollm2-135m", "--corpus", str(c), "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "has no column 'text'", "--text-column")  # the hint names a real flag
+    out = tmp_path / "o"
+    r = actscope(
+        "measure", "smollm2-135m", "--corpus", str(c), "--text-column", "body", "--sites", "embed.out",
+        "-o", str(out), "--no-progress",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["corpus"]["text_column"] == "body" and manifest["tokens"]["samples"] == 2
+
+
+def test_text_column_for_quant(tmp_path):
+    c = tmp_path / "c.jsonl"
+    c.write_text('{"body": "The cat sat on the mat."}\n')
+    r = actscope(
+        "quant", "smollm2-135m", "--corpus", str(c), "--text-column", "nosuch", "-o", str(tmp_path / "o")
+    )
+    assert_clean_error(r, "has no column 'nosuch'")

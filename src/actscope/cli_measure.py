@@ -19,6 +19,7 @@ def register(sub) -> None:
         "--corpus", default="quick", help="built-in profile (quick, standard, full) or a JSONL file"
     )
     m.add_argument("--out", "-o", help="run directory (default runs/MODEL-CORPUS)")
+    add_text_column_arg(m)
     add_model_args(m)
     m.add_argument("--sites", help="site kinds, presets (all, paper) or globs, comma-separated")
     m.add_argument("--max-length", type=int, default=2048, help="tokens per sequence (default 2048)")
@@ -89,6 +90,21 @@ def _max_memory(text: str) -> dict:
     return out
 
 
+def add_text_column_arg(p) -> None:
+    p.add_argument(
+        "--text-column", help="column or JSON field holding the text of a file corpus (default text)"
+    )
+
+
+def load_corpus_arg(corpus: str, text_column: str | None):
+    """The corpus, read here only when --text-column is given (else the runner reads it)."""
+    if text_column is None:
+        return None
+    from .corpus import load_corpus
+
+    return load_corpus(corpus, text_column=text_column)
+
+
 def add_model_args(p) -> None:
     p.add_argument("--dtype", help="float32 (CPU default), bfloat16 (CUDA default) or float16")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -136,7 +152,7 @@ def cmd_measure(a) -> int:
         **_model_kwargs(a),
     )
     try:
-        out = measure(cfg)
+        out = measure(cfg, corpus=load_corpus_arg(cfg.corpus, a.text_column))
         from . import distributed
 
         if not distributed.current().main:

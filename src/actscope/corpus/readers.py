@@ -46,6 +46,8 @@ def read_path(path: Path, text_column: str = "text") -> Corpus:
             f"corpus {path} has no samples (no non-empty text)", "give at least one non-empty text"
         )
     manifest = {"kind": fmt, "path": str(path), **_built_profile(path)}
+    if text_column != "text":  # what merge and quant need to read the same texts again
+        manifest["text_column"] = text_column
     return Corpus(name=str(path), samples=tuple(samples), manifest=manifest)
 
 
