@@ -230,3 +230,36 @@ def test_unknown_model_type_is_one_line(tmp_path):
     with pytest.raises(ModelError, match="cannot read the config") as err:
         load_model(str(tmp_path))
     assert "\n" not in str(err.value) and "no-such-arch" in str(err.value)
+
+
+# -- names that are not models, said as such (issue 15, unclear messages) -----------------------------
+
+
+def test_fifo_as_model(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "model")
+    with pytest.raises(ModelError, match="is a FIFO, not a model directory or file"):
+        load_model(str(tmp_path / "model"))
+
+
+def test_symlink_loop_as_model(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(ModelError, match="'.*loop' is a symlink loop"):
+        load_model(str(tmp_path / "loop"))
+
+
+def test_dangling_symlink_as_model(tmp_path):
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ModelError, match="is a dangling symlink"):
+        load_model(str(tmp_path / "gone"))
+
+
+def test_typo_in_a_local_path_is_not_a_hub_name(tmp_path, monkeypatch, tiny_dir):
+    monkeypatch.chdir(tmp_path)  # "m" is the saved model: "models/x" style relative paths
+    (tmp_path / "models").mkdir()
+    (tiny_dir).rename(tmp_path / "models" / "smollm2")
+    with pytest.raises(
+        ModelError, match=r"model path 'models/smolm2' does not exist.*did you mean models/smollm2\?"
+    ):
+        load_model("models/smolm2")

@@ -96,7 +96,7 @@ def regular_file(path: Path) -> os.stat_result:
         raise CorpusError(f"corpus {path} cannot be read ({e.strerror})", "give a readable file") from None
     if not stat.S_ISREG(st.st_mode):
         raise CorpusError(
-            f"corpus {path} is a {_file_kind(st.st_mode)}, not a regular file",
+            f"corpus {path} is a {file_kind(st.st_mode)}, not a regular file",
             "give a regular .txt/.jsonl/.parquet/.csv file or a directory of .txt files",
         )
     if st.st_size > MAX_FILE_BYTES:
@@ -104,7 +104,8 @@ def regular_file(path: Path) -> os.stat_result:
     return st
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """FIFO, character device ... for a stat mode that is neither a file nor a directory."""
     for test, name in (
         (stat.S_ISFIFO, "FIFO"),
         (stat.S_ISCHR, "character device"),
