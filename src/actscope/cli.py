@@ -70,8 +70,16 @@ _DASH_VALUE_FLAGS = ("--shard",)
 
 
 def main(argv: list[str] | None = None) -> int:
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like SIGINT
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    old = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like SIGINT
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, old)  # main() called in-process (tests) leaves no trace
+
+
+def _main(argv: list[str] | None) -> int:
     argv = _join_dash_values(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
     logging.basicConfig(
