@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,8 +12,8 @@ import pytest
 GOOD_CORPUS = '{"text": "hello world"}\n'
 
 
-def actscope(*args, cwd=None):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def actscope(*args, cwd=None, env=None, **kwargs):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "actscope", *args],
         capture_output=True,
@@ -20,6 +21,7 @@ def actscope(*args, cwd=None):
         cwd=cwd,
         env=env,
         timeout=600,
+        **kwargs,
     )
 
 
@@ -189,3 +191,90 @@ def test_pickled_weights_refused_by_default(tmp_path, corpus_file):
     char_tokenizer().save_pretrained(d)
     r = actscope("measure", str(d), "--corpus", str(corpus_file), "-o", str(tmp_path / "o"))
     assert_clean_error(r, "--allow-pickle")
+
+
+def test_real_checkpoint_missing_a_layer(tmp_path, corpus_file):
+    """SmolLM2's converted safetensors with layer 3 deleted: random weights would be measured."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from actscope.models import resolve_source
+
+    d = tmp_path / "smollm2"
+    shutil.copytree(resolve_source("smollm2-135m").directory, d)
+    tensors = {k: v for k, v in load_file(d / "model.safetensors").items() if ".layers.3." not in k}
+    save_file(tensors, d / "model.safetensors", metadata={"format": "pt"})
+    r = actscope("measure", str(d), "--corpus", str(corpus_file), "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "do not match its config: missing 9 tensors (model.layers.3.")
+    assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_max_memory_that_is_not_a_size(tmp_path, corpus_file):
+    r = actscope(
+        "measure", "smollm2-135m", "--corpus", str(corpus_file), "--device-map", "auto",
+        "--max-memory", "cpu=lots", "-o", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert_clean_error(r, "invalid --max-memory size 'lots' for cpu")
+
+
+def test_negative_shard_reaches_the_range_check(tmp_path, corpus_file):
+    r = actscope("measure", "--corpus", str(corpus_file), "--shard", "-1/2", "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "--shard -1/2 is out of range", "0 <= I < N")
+
+
+def test_interrupt_while_writing_the_final_tables_says_resume(tmp_path, corpus_file, monkeypatch, capsys):
+    """A real SIGINT after the last batch, as the result tables are written: the state is
+    saved, so the message says how to finish, and --resume does."""
+    import signal
+
+    from actscope import cli, runner
+
+    real = runner.write_results
+
+    def interrupted_write(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    out = tmp_path / "o"
+    argv = ["measure", "smollm2-135m", "--corpus", str(corpus_file), "--sites", "embed.out", "-o", str(out)]
+    monkeypatch.setattr(runner, "write_results", interrupted_write)
+    assert cli.main([*argv, "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "state saved in" in err and "--resume" in err, err
+    monkeypatch.setattr(runner, "write_results", real)
+    assert cli.main([*argv, "--no-progress", "--resume"]) == 0
+    assert '"status": "complete"' in (out / "run.json").read_text()
+
+
+def test_library_error_with_paragraphs_is_one_line(tmp_path, corpus_file):
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text('{"model_type": "no-such-arch"}')
+    r = actscope("measure", str(d), "--corpus", str(corpus_file), "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "cannot read the config", "no-such-arch")
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_text_column_for_measure(tmp_path):
+    c = tmp_path / "c.jsonl"
+    c.write_text('{"body": "The cat sat on the mat."}\n{"body": "A dog ran."}\n')
+    r = actscope("measure", "smollm2-135m", "--corpus", str(c), "-o", str(tmp_path / "o"))
+    assert_clean_error(r, "has no column 'text'", "--text-column")  # the hint names a real flag
+    out = tmp_path / "o"
+    r = actscope(
+        "measure", "smollm2-135m", "--corpus", str(c), "--text-column", "body", "--sites", "embed.out",
+        "-o", str(out), "--no-progress",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["corpus"]["text_column"] == "body" and manifest["tokens"]["samples"] == 2
+
+
+def test_text_column_for_quant(tmp_path):
+    c = tmp_path / "c.jsonl"
+    c.write_text('{"body": "The cat sat on the mat."}\n')
+    r = actscope(
+        "quant", "smollm2-135m", "--corpus", str(c), "--text-column", "nosuch", "-o", str(tmp_path / "o")
+    )
+    assert_clean_error(r, "has no column 'nosuch'")

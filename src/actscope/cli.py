@@ -10,9 +10,12 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
-from .errors import Interrupted, UserError
+from .errors import Interrupted, Terminated, UserError
+from .textsafe import visible
 
 # Modules that add subcommands, in help order.
 COMMAND_MODULES = (
@@ -41,7 +44,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_line(message: str) -> str:
+    """A message as one terminal line: whitespace runs (newlines of a library's multi-paragraph
+    error) become one space, other control and bidi characters (from file names) escapes."""
+    return visible(" ".join(message.split()))
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """`--shard -1/2`: argparse takes a value starting with "-" for an option and says only
+    "expected one argument"; joined as `--shard=-1/2` it reaches the range check instead."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in _DASH_VALUE_FLAGS and arg.startswith("-") and arg[1:2].isdigit():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+_DASH_VALUE_FLAGS = ("--shard",)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    old = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like SIGINT
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, old)  # main() called in-process (tests) leaves no trace
+
+
+def _main(argv: list[str] | None) -> int:
+    argv = _join_dash_values(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
@@ -49,11 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except UserError as e:
-        print(f"actscope: error: {e}", file=sys.stderr)
+        print(f"actscope: error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except Interrupted as e:
-        print(f"actscope: {e}", file=sys.stderr)
+        print(f"actscope: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
+    except Terminated:
+        print("actscope: terminated (SIGTERM)", file=sys.stderr)
+        return Terminated.exit_code
     except KeyboardInterrupt:
         print("actscope: interrupted", file=sys.stderr)
         return 130

@@ -6,14 +6,14 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from .corpus import load_corpus
 from .corpus.profiles import PROFILES, shipped_manifest
 from .errors import UserError
+from .textsafe import plain, term
 
-console = Console()
+console = Console(emoji=False)  # a ":name:" in corpus text stays text
 
 
 def register(subparsers) -> None:
@@ -78,14 +78,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in PROFILES:
         table.add_column(name, justify="right")
     for d in domains:
-        table.add_row(d, *(str(profiles[p]["domains"].get(d, 0)) for p in PROFILES))
+        table.add_row(term(d), *(str(profiles[p]["domains"].get(d, 0)) for p in PROFILES))
     table.add_section()
     table.add_row("samples", *(f"{profiles[p]['n_samples']:,}" for p in PROFILES))
     table.add_row("~tokens", *(f"{profiles[p]['approx_tokens']:,}" for p in PROFILES))
     console.print(table)
     local = manifest.get("local_sources_present") or []
     console.print(
-        f"sources: {len(manifest['sources'])}; local-only sources present: {', '.join(local) or 'none'}"
+        f"sources: {len(manifest['sources'])}; local-only sources present: {term(', '.join(local)) or 'none'}"
     )
     return 0
 
@@ -94,11 +94,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     corpus = _load(args)
     samples = [s for s in corpus.samples if args.domain is None or s.domain == args.domain]
     if not samples:
-        console.print(f"no samples of domain {args.domain!r}; domains: {', '.join(corpus.domains())}")
+        console.print(plain(f"no samples of domain {args.domain!r}; domains: {', '.join(corpus.domains())}"))
         return 2
     for s in samples[: args.n]:
-        console.rule(escape(f"{s.id}  [{s.domain} / {s.source}]  {len(s.text):,} chars"))
-        console.print(s.text, markup=False, highlight=False)
+        console.rule(term(f"{s.id}  [{s.domain} / {s.source}]  {len(s.text):,} chars"))
+        console.print(plain(s.text, keep="\n\t"), highlight=False)
     return 0
 
 
@@ -108,12 +108,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
     corpus = _load(args)
     tokenizer = _tokenizer(args.model) if args.model else None
     rows = domain_stats(corpus, tokenizer)
-    table = Table(title=f"{corpus.name}: {len(corpus):,} samples, hash {corpus.hash[:12]}")
+    table = Table(title=f"{term(corpus.name)}: {len(corpus):,} samples, hash {corpus.hash[:12]}")
     for col in ("domain", "samples", "chars", *(("tokens", "max tokens") if tokenizer else ())):
         table.add_column(col, justify="left" if col == "domain" else "right")
     for r in rows:
         table.add_row(
-            r.domain,
+            term(r.domain),
             f"{r.samples:,}",
             f"{r.chars:,}",
             *((f"{r.tokens:,}", f"{r.max_tokens:,}") if tokenizer else ()),
@@ -143,7 +143,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         from_registries=args.from_registries,
         with_local=args.with_local_sources,
         profiles=tuple(args.profile or PROFILES),
-        log=lambda line: console.print(line, markup=False, highlight=False),
+        log=lambda line: console.print(plain(line), highlight=False),
     )
-    console.print(f"wrote {args.out}/; use it with --corpus {args.out}/full.jsonl.gz (or quick/standard)")
+    out = term(args.out)
+    console.print(f"wrote {out}/; use it with --corpus {out}/full.jsonl.gz (or quick/standard)")
     return 0

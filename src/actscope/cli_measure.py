@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .config import MeasureConfig
 
@@ -17,6 +18,7 @@ def register(sub) -> None:
         "--corpus", default=d.corpus, help="built-in profile (quick, standard, full) or a JSONL file"
     )
     m.add_argument("--out", "-o", help="run directory (default runs/MODEL-CORPUS)")
+    add_text_column_arg(m)
     add_model_args(m)
     m.add_argument("--sites", help="site kinds, presets (all, paper) or globs, comma-separated")
     m.add_argument(
@@ -87,6 +89,21 @@ def _max_memory(text: str) -> dict:
     return out
 
 
+def add_text_column_arg(p) -> None:
+    p.add_argument(
+        "--text-column", help="column or JSON field holding the text of a file corpus (default text)"
+    )
+
+
+def load_corpus_arg(corpus: str, text_column: str | None):
+    """The corpus, read here only when --text-column is given (else the runner reads it)."""
+    if text_column is None:
+        return None
+    from .corpus import load_corpus
+
+    return load_corpus(corpus, text_column=text_column)
+
+
 def add_model_args(p) -> None:
     p.add_argument("--dtype", help="float32 (CPU default), bfloat16 (CUDA default) or float16")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -129,17 +146,38 @@ def cmd_measure(a) -> int:
 
     kw = {f: getattr(a, f) for f in _MEASURE_FLAGS}
     cfg = MeasureConfig(**kw, **model_kwargs(a), progress=not a.no_progress)
-    out = measure(cfg)
-    from . import distributed
+    try:
+        out = measure(cfg, corpus=load_corpus_arg(cfg.corpus, a.text_column))
+        from . import distributed
 
-    if not distributed.current().main:
-        return 0
-    manifest = read_manifest(out)
-    if a.json:
-        print(json.dumps(manifest["summary"], indent=2))
-    else:
-        print_summary(out, manifest)
+        if not distributed.current().main:
+            return 0
+        manifest = read_manifest(out)
+        if a.json:
+            print(json.dumps(manifest["summary"], indent=2))
+        else:
+            print_summary(out, manifest)
+    except KeyboardInterrupt as err:  # outside the measuring loop (which checkpoints and says so)
+        raise _interrupted(cfg, err) from None
     return 0
+
+
+def _interrupted(cfg: MeasureConfig, err: KeyboardInterrupt) -> Exception:
+    """What an interrupt left behind in the run directory, and what to do next."""
+    from .errors import Interrupted
+    from .rundir import MANIFEST, STATE
+    from .runner import default_out
+
+    out = Path(cfg.out or default_out(cfg))
+    try:
+        status = json.loads((out / MANIFEST).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return err
+    if status == "complete":
+        return Interrupted(f"interrupted; the run in {out} is complete: `actscope show {out}` prints it")
+    if (out / STATE).is_file():
+        return Interrupted(f"interrupted; state saved in {out}; continue with the same command and --resume")
+    return err
 
 
 def cmd_merge(a) -> int:

@@ -63,8 +63,9 @@ def register(sub) -> None:
         "--compare-out", default="runs/quant-compare", help="where the cross-model correlation is written"
     )
     q.add_argument("--json", action="store_true", help="print the quant section as JSON")
-    from .cli_measure import add_model_args
+    from .cli_measure import add_model_args, add_text_column_arg
 
+    add_text_column_arg(q)
     add_model_args(q)
     _add_budget_args(q, b)
     q.set_defaults(handler=cmd_quant)
@@ -129,7 +130,8 @@ def build_config(a, target: str):
 
 
 def cmd_quant(a) -> int:
-    from .quant.pipeline import run_quant
+    from .cli_measure import load_corpus_arg
+    from .quant.pipeline import resolve_target, run_quant
     from .quant.report import print_quant
     from .rundir import read_manifest
 
@@ -141,7 +143,7 @@ def cmd_quant(a) -> int:
     configs = [build_config(a, t) for t in a.targets]  # validate every flag before the first model loads
     outs = []
     for cfg in configs:
-        out, section = run_quant(cfg)
+        out, section = run_quant(cfg, corpus=load_corpus_arg(resolve_target(cfg).corpus, a.text_column))
         outs.append(str(out))
         if a.json:
             print(json.dumps(read_manifest(out)["quant"], indent=2))

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import outputs
+
 
 def register(sub) -> None:
     from .report.export import FORMATS as EXPORT_FORMATS
@@ -56,7 +58,7 @@ def register(sub) -> None:
 
 def _emit(text: str, out: str | None) -> None:
     if out:
-        Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        outputs.write_text(out, "-o", text if text.endswith("\n") else text + "\n")
         print(f"wrote {out}", file=sys.stderr)
     else:
         print(text)
@@ -65,6 +67,7 @@ def _emit(text: str, out: str | None) -> None:
 def cmd_report(a) -> int:
     from .report.html import render_report
 
+    outputs.check(a.out, "-o")  # before the runs are read and the charts drawn
     out = render_report(a.runs, a.out, title=a.title)
     print(f"wrote {out}")
     return 0
@@ -74,10 +77,13 @@ def cmd_compare(a) -> int:
     from .report import compare, plots
     from .report.rundata import RunView
 
-    result = compare.build([RunView(r) for r in a.runs], pairs=a.pair, with_published=a.published)
+    for path, flag in ((a.out, "-o"), (a.chart, "--chart")):
+        if path:
+            outputs.check(path, flag)
+    result = compare.build([RunView.measured(r) for r in a.runs], pairs=a.pair, with_published=a.published)
     _emit(compare.FORMATS[a.format](result), a.out)
     if a.chart:
-        Path(a.chart).write_text(plots.compare_bars(result["rows"]), encoding="utf-8")
+        outputs.write_text(a.chart, "--chart", plots.compare_bars(result["rows"]))
         print(f"wrote {a.chart}", file=sys.stderr)
     return 0
 
@@ -86,7 +92,9 @@ def cmd_card(a) -> int:
     from .report.card import card_fields, card_markdown
     from .report.rundata import RunView
 
-    view = RunView(a.run)
+    if a.out:
+        outputs.check(a.out, "-o")
+    view = RunView.measured(a.run)
     _emit(card_markdown(view) if a.format == "markdown" else json.dumps(card_fields(view), indent=2), a.out)
     return 0
 
@@ -96,8 +104,10 @@ def cmd_export(a) -> int:
     from .report.rundata import RunView
 
     out = a.out or str(Path(a.run) / DEFAULT_NAME[a.format])
-    info = export(RunView(a.run), a.format, out)
-    print(f"wrote {info['path']} ({info['entries']} entries, {info['format']})")
+    outputs.check(out, "-o")
+    view = RunView.measured(a.run)
+    info = outputs.write(out, "-o", lambda tmp: export(view, a.format, tmp))
+    print(f"wrote {out} ({info['entries']} entries, {info['format']})")
     for name, experts in (info.get("idle_experts") or {}).items():
         print(f"  {name}: no token reached expert(s) {', '.join(map(str, experts))} (count 0: no data)")
     return 0

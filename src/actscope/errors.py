@@ -35,3 +35,10 @@ class Interrupted(Exception):
     """Raised when SIGINT/SIGTERM stops a run after its state was checkpointed."""
 
     exit_code = 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where SIGINT raises KeyboardInterrupt: the same unwinding (temporary
+    files and directories removed by their `finally`), exit code 128 + 15."""
+
+    exit_code = 143

@@ -147,3 +147,82 @@ def test_error_unknown_path_and_suffix(tmp_path):
     p = tmp_path / "c.docx"
     p.write_text("x")
     assert "unknown file type" in _error(p)
+
+
+# -- special files, sizes, huge blocks, blank files (issue 15, items 12, 13) ------------------------
+
+
+def test_fifo_is_refused_without_opening_it(tmp_path):
+    import os
+
+    fifo = tmp_path / "c.jsonl"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes
+    with pytest.raises(CorpusError, match="c.jsonl is a FIFO, not a regular file"):
+        load_corpus(str(fifo))
+
+
+def test_device_is_refused(tmp_path):
+    link = tmp_path / "zeros.txt"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(CorpusError, match="zeros.txt is a character device, not a regular file"):
+        load_corpus(str(link))
+
+
+def test_symlink_loop(tmp_path):
+    loop = tmp_path / "loop.txt"
+    loop.symlink_to(loop)
+    with pytest.raises(CorpusError, match="dangling symlink or a symlink loop"):
+        load_corpus(str(loop))
+
+
+def test_fifo_inside_a_directory_corpus(tmp_path):
+    import os
+
+    (tmp_path / "a.txt").write_text("fine")
+    os.mkfifo(tmp_path / "b.txt")
+    with pytest.raises(CorpusError, match="b.txt is a FIFO"):
+        load_corpus(str(tmp_path))
+
+
+def test_file_over_the_size_limit(tmp_path, monkeypatch):
+    from actscope.corpus import readers
+
+    monkeypatch.setattr(readers, "MAX_FILE_BYTES", 1000)
+    big = tmp_path / "big.txt"
+    big.write_text("word " * 300)
+    with pytest.raises(CorpusError, match="big.txt is over"):
+        load_corpus(str(big))
+
+
+def test_gzip_bomb_is_bounded(tmp_path, monkeypatch):
+    """4 MB of zeros compress to 4 KB; the limit applies to what decompression yields."""
+    import gzip
+
+    from actscope.corpus import readers
+
+    monkeypatch.setattr(readers, "MAX_FILE_BYTES", 1 << 20)
+    bomb = tmp_path / "c.jsonl.gz"
+    bomb.write_bytes(gzip.compress(b'{"text": "' + b"0" * (4 << 20) + b'"}\n'))
+    assert bomb.stat().st_size < 20_000
+    with pytest.raises(CorpusError, match="c.jsonl.gz is over"):
+        load_corpus(str(bomb))
+
+
+def test_one_huge_block_is_cut_into_every_character_once(tmp_path):
+    from actscope.corpus.readers import TXT_MAX_CHARS
+
+    text = "".join(chr(97 + i % 26) for i in range(3 * TXT_MAX_CHARS + 5)) + "\n\nshort tail"
+    (tmp_path / "one.txt").write_text(text)
+    parts = [s.text for s in load_corpus(str(tmp_path / "one.txt")).samples]
+    assert [len(p) for p in parts] == [TXT_MAX_CHARS] * 3 + [5 + 2 + len("short tail")]
+    assert "".join(parts[:3]) + parts[3] == text
+
+
+def test_blank_file_in_a_directory_is_skipped(tmp_path, caplog):
+    (tmp_path / "a.txt").write_text("some text")
+    (tmp_path / "blank.txt").write_text("  \n")
+    (tmp_path / "empty.txt").write_text("")
+    with caplog.at_level("WARNING", logger="actscope"):
+        corpus = load_corpus(str(tmp_path))
+    assert [s.id for s in corpus.samples] == ["a"]
+    assert "skipped 2 blank .txt files" in caplog.text

@@ -90,3 +90,75 @@ def test_bad_tokenize_options():
         TokenizeConfig(bos="sometimes")
     with pytest.raises(UserError, match="max-length"):
         TokenizeConfig(max_length=1)
+
+
+# -- tokenize only what is measured (issue 15, item 13) ----------------------------------------------
+
+
+class _Recording:
+    """The real tokenizer, noting the longest text it was given."""
+
+    def __init__(self, tok):
+        self.tok, self.longest = tok, 0
+
+    def __call__(self, texts, **kwargs):
+        self.longest = max([self.longest, *(len(t) for t in texts)])
+        return self.tok(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tok, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["gemma", "smollm"])
+def test_truncation_tokenizes_a_prefix_only(real_tokenizers, which):
+    from actscope.corpus import load_corpus
+
+    paragraphs = "\n\n".join(s.text for s in load_corpus("quick").samples)
+    huge = Corpus("huge", (Sample("h", "web", "t", paragraphs * (4_000_000 // len(paragraphs) + 1)),))
+    tok = _Recording(real_tokenizers[which])
+    (seq,) = tokenize_corpus(huge, tok, TokenizeConfig(max_length=32))
+    assert tok.longest < 10_000  # of 4 MB: (32 + margin) tokens' worth of characters
+    whole = real_tokenizers[which](huge.samples[0].text[:100_000], add_special_tokens=True)["input_ids"]
+    assert seq.ids == tuple(whole[:32])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["gemma", "smollm"])
+@pytest.mark.parametrize("max_length", [16, 200])
+def test_prefix_tokenization_equals_whole_text_on_the_standard_corpus(real_tokenizers, which, max_length):
+    """Every sample of the standard corpus (12 domains, long documents) gives the very tokens
+    that tokenizing it whole gives."""
+    from actscope.corpus import load_corpus
+
+    corpus = load_corpus("standard")
+    tok = real_tokenizers[which]
+    seqs = tokenize_corpus(corpus, tok, TokenizeConfig(max_length=max_length))
+    whole = tok([s.text for s in corpus.samples], add_special_tokens=True)["input_ids"]
+    assert [s.ids for s in seqs] == [tuple(ids[:max_length]) for ids in whole if ids]
+
+
+@pytest.mark.slow
+def test_prefix_tokenization_with_the_chat_template(real_tokenizers):
+    from actscope.corpus import load_corpus
+
+    corpus = Corpus("q", load_corpus("standard").samples[:200])
+    tok = real_tokenizers["smollm"]
+    seqs = tokenize_corpus(corpus, tok, TokenizeConfig(max_length=24, chat_template=True))
+    for s, seq in zip(corpus.samples, seqs, strict=True):
+        whole = tok.apply_chat_template([{"role": "user", "content": s.text}], tokenize=True)["input_ids"]
+        assert seq.ids == tuple(whole[:24])
+
+
+@pytest.mark.slow
+def test_max_length_beyond_the_context_warns(caplog):
+    from actscope.models import load_model
+
+    loaded = load_model("smollm2-135m")  # context 8,192 (max_position_embeddings)
+    with caplog.at_level("WARNING", logger="actscope"):
+        tokenize_corpus(ONE, loaded.tokenizer, TokenizeConfig(max_length=10_000))
+    assert "--max-length 10000 exceeds the model's context of 8192 tokens" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="actscope"):
+        tokenize_corpus(ONE, loaded.tokenizer, TokenizeConfig(max_length=8192))
+    assert "exceeds" not in caplog.text

@@ -147,3 +147,119 @@ def test_model_without_tokenizer(tmp_path, tiny_llama):
 def test_max_memory_needs_device_map(tmp_path):
     with pytest.raises(UserError, match="--max-memory needs --device-map"):
         load_model(str(tmp_path), max_memory={"cpu": "1GiB"})
+
+
+# -- damaged or mismatched weights (issue 15, items 2 and 7) -----------------------------------------
+
+
+def _rewrite(path: Path, edit) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(path)
+    save_file(edit(tensors), path, metadata={"format": "pt"})
+
+
+@pytest.fixture
+def tiny_dir(tmp_path, tiny_llama, tiny_tokenizer) -> Path:
+    return save_tiny(tmp_path / "m", tiny_llama(len(tiny_tokenizer)), tiny_tokenizer)
+
+
+def test_missing_layer_is_an_error(tiny_dir):
+    _rewrite(tiny_dir / "model.safetensors", lambda t: {k: v for k, v in t.items() if ".layers.1." not in k})
+    with pytest.raises(ModelError, match=r"do not match its config: missing 9 tensors \(model\.layers\.1\."):
+        load_model(str(tiny_dir))
+
+
+def test_unexpected_tensor_is_an_error(tiny_dir):
+    _rewrite(
+        tiny_dir / "model.safetensors", lambda t: {**t, "model.layers.7.mlp.gate_proj.weight": torch.ones(2)}
+    )
+    with pytest.raises(ModelError, match=r"unexpected 1 tensor \(model\.layers\.7\.mlp\.gate_proj\.weight\)"):
+        load_model(str(tiny_dir))
+
+
+def test_config_whose_shapes_disagree_with_the_weights(tiny_dir):
+    cfg = json.loads((tiny_dir / "config.json").read_text())
+    cfg["intermediate_size"] = 96  # the weights were saved with 128
+    (tiny_dir / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(
+        ModelError,
+        match=r"shape mismatch 6 tensors \(model\.layers\.0\.mlp\.down_proj\.weight \(64, 128\) vs \(64, 96\)",
+    ):
+        load_model(str(tiny_dir))
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda b: b[: len(b) // 2], "incomplete metadata"),
+        (lambda b: b"\xff" * 8 + b[8:], "header too large"),
+        (lambda b: b"", "header too small"),
+    ],
+)
+def test_damaged_safetensors_file(tiny_dir, damage, reason):
+    f = tiny_dir / "model.safetensors"
+    f.write_bytes(damage(f.read_bytes()))
+    with pytest.raises(ModelError, match=f"model.safetensors is truncated or corrupt .*{reason}"):
+        load_model(str(tiny_dir))
+
+
+def test_nan_weights_are_an_error(tiny_dir):
+    def poison(t):
+        t["model.layers.0.mlp.up_proj.weight"][3, 5] = float("nan")
+        return t
+
+    _rewrite(tiny_dir / "model.safetensors", poison)
+    with pytest.raises(
+        ModelError, match=r"hold nan or inf: 1 tensor \(model\.layers\.0\.mlp\.up_proj\.weight\)"
+    ):
+        load_model(str(tiny_dir))
+
+
+@pytest.mark.parametrize(
+    "max_memory, needle",
+    [({"cpu": "lots"}, "invalid --max-memory size 'lots' for cpu"), ({"gpu0": "1GiB"}, "device 'gpu0'")],
+)
+def test_invalid_max_memory(tiny_dir, max_memory, needle):
+    with pytest.raises(UserError, match=needle):
+        load_model(str(tiny_dir), device_map="auto", max_memory=max_memory)
+
+
+def test_unknown_model_type_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "no-such-arch", "hidden_size": 8}')
+    with pytest.raises(ModelError, match="cannot read the config") as err:
+        load_model(str(tmp_path))
+    assert "\n" not in str(err.value) and "no-such-arch" in str(err.value)
+
+
+# -- names that are not models, said as such (issue 15, unclear messages) -----------------------------
+
+
+def test_fifo_as_model(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "model")
+    with pytest.raises(ModelError, match="is a FIFO, not a model directory or file"):
+        load_model(str(tmp_path / "model"))
+
+
+def test_symlink_loop_as_model(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(ModelError, match="'.*loop' is a symlink loop"):
+        load_model(str(tmp_path / "loop"))
+
+
+def test_dangling_symlink_as_model(tmp_path):
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ModelError, match="is a dangling symlink"):
+        load_model(str(tmp_path / "gone"))
+
+
+def test_typo_in_a_local_path_is_not_a_hub_name(tmp_path, monkeypatch, tiny_dir):
+    monkeypatch.chdir(tmp_path)  # "m" is the saved model: "models/x" style relative paths
+    (tmp_path / "models").mkdir()
+    (tiny_dir).rename(tmp_path / "models" / "smollm2")
+    with pytest.raises(
+        ModelError, match=r"model path 'models/smolm2' does not exist.*did you mean models/smollm2\?"
+    ):
+        load_model("models/smolm2")

@@ -14,6 +14,9 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import logging
+import os
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -21,7 +24,12 @@ from ..errors import CorpusError
 from ..registry import Registry
 from .sources import Corpus, Sample
 
+log = logging.getLogger(__name__)
+
 TXT_MAX_CHARS = 16_384  # ~4,096 tokens at ~4 characters per token
+# The whole corpus is held in memory as text; a file (or a .gz once decompressed) larger
+# than this is a mistake (/dev/zero, a disk image, a gzip bomb) more often than a corpus.
+MAX_FILE_BYTES = 2 << 30
 
 Reader = Callable[[Path, str], list[Sample]]
 FORMATS: Registry[Reader] = Registry("corpus format")
@@ -30,12 +38,16 @@ FORMATS: Registry[Reader] = Registry("corpus format")
 def read_path(path: Path, text_column: str = "text") -> Corpus:
     """Dispatch on the suffix; a directory means its .txt files."""
     fmt = "dir" if path.is_dir() else _format_of(path)
+    if fmt != "dir":
+        regular_file(path)
     samples = FORMATS.get(fmt)(path, text_column)
     if not samples:
         raise CorpusError(
             f"corpus {path} has no samples (no non-empty text)", "give at least one non-empty text"
         )
     manifest = {"kind": fmt, "path": str(path), **_built_profile(path)}
+    if text_column != "text":  # what merge and quant need to read the same texts again
+        manifest["text_column"] = text_column
     return Corpus(name=str(path), samples=tuple(samples), manifest=manifest)
 
 
@@ -76,9 +88,53 @@ def _format_of(path: Path) -> str:
     )
 
 
-def _read_bytes(path: Path) -> bytes:
-    data = gzip.decompress(path.read_bytes()) if path.name.lower().endswith(".gz") else path.read_bytes()
-    if not data.strip():
+def regular_file(path: Path) -> os.stat_result:
+    """A regular file of a sane size: a FIFO would block forever, a device read without end."""
+    try:
+        st = path.stat()
+    except OSError as e:  # a symlink loop, a dangling link, no permission
+        raise CorpusError(f"corpus {path} cannot be read ({e.strerror})", "give a readable file") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CorpusError(
+            f"corpus {path} is a {file_kind(st.st_mode)}, not a regular file",
+            "give a regular .txt/.jsonl/.parquet/.csv file or a directory of .txt files",
+        )
+    if st.st_size > MAX_FILE_BYTES:
+        raise _too_large(path)
+    return st
+
+
+def file_kind(mode: int) -> str:
+    """FIFO, character device ... for a stat mode that is neither a file nor a directory."""
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _too_large(path: Path) -> CorpusError:
+    return CorpusError(
+        f"corpus file {path} is over {MAX_FILE_BYTES >> 30} GiB (uncompressed)",
+        "split it into several files, or take a sample of it",
+    )
+
+
+def _read_bytes(path: Path, allow_blank: bool = False) -> bytes:
+    """The file's bytes (decompressed for .gz), never more than MAX_FILE_BYTES."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise CorpusError(f"corpus file {path} cannot be read ({e})", "give an intact file") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise _too_large(path)
+    if not allow_blank and not data.strip():
         raise CorpusError(f"corpus file {path} is empty", "give a file with text in it")
     return data
 
@@ -93,17 +149,19 @@ def _decode(path: Path, data: bytes) -> str:
 
 
 def _split_large(text: str) -> list[str]:
-    """Whole text if small; else blank-line-separated blocks packed up to TXT_MAX_CHARS."""
+    """Whole text if small; else blank-line-separated blocks packed up to TXT_MAX_CHARS.
+    Linear in the text: a huge block is cut by index, never by re-slicing its remainder."""
     if len(text) <= TXT_MAX_CHARS:
         return [text]
     out, cur = [], ""
     for block in text.split("\n\n"):
-        while len(block) > TXT_MAX_CHARS:  # one huge block: hard cut
+        if len(block) > TXT_MAX_CHARS:  # one huge block: hard cuts, the tail packs on
             if cur:
                 out.append(cur)
                 cur = ""
-            out.append(block[:TXT_MAX_CHARS])
-            block = block[TXT_MAX_CHARS:]
+            cut = len(block) - (len(block) - 1) % TXT_MAX_CHARS - 1  # the tail keeps 1..MAX chars
+            out += [block[i : i + TXT_MAX_CHARS] for i in range(0, cut, TXT_MAX_CHARS)]
+            block = block[cut:]
         if cur and len(cur) + 2 + len(block) > TXT_MAX_CHARS:
             out.append(cur)
             cur = ""
@@ -114,7 +172,11 @@ def _split_large(text: str) -> list[str]:
 
 
 def _txt_samples(path: Path, sample_id: str) -> list[Sample]:
-    parts = _split_large(_decode(path, _read_bytes(path)).strip())
+    return _txt_parts(path, sample_id, _read_bytes(path))
+
+
+def _txt_parts(path: Path, sample_id: str, data: bytes) -> list[Sample]:
+    parts = _split_large(_decode(path, data).strip())
     if len(parts) == 1:
         return [Sample(sample_id, "user", path.name, parts[0])]
     return [Sample(f"{sample_id}:{i}", "user", path.name, t) for i, t in enumerate(parts)]
@@ -127,12 +189,22 @@ def read_txt(path: Path, text_column: str = "text") -> list[Sample]:
 
 @FORMATS.register("dir")
 def read_dir(path: Path, text_column: str = "text") -> list[Sample]:
-    files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+    """Every regular, non-blank *.txt below `path`; blank ones are skipped with a warning (one
+    empty note must not reject the corpus), FIFOs and devices named *.txt are errors."""
+    files = sorted(p for p in path.rglob("*.txt") if not p.is_dir())
     if not files:
         raise CorpusError(f"corpus directory {path} has no .txt files", "put one .txt file per sample in it")
     out: list[Sample] = []
+    blank = []
     for f in files:
-        out += _txt_samples(f, f.relative_to(path).with_suffix("").as_posix())
+        regular_file(f)  # before opening it: a FIFO named x.txt would block
+        data = _read_bytes(f, allow_blank=True)
+        if not data.strip():
+            blank.append(f.relative_to(path).as_posix())
+            continue
+        out += _txt_parts(f, f.relative_to(path).with_suffix("").as_posix(), data)
+    if blank:
+        log.warning("skipped %d blank .txt files in %s: %s", len(blank), path, ", ".join(blank[:5]))
     return out
 
 

@@ -54,6 +54,10 @@ def load_corpus(spec: str, text_column: str = "text") -> Corpus:
         corpus = load_profile(spec)
     else:
         path = Path(spec)
+        if not path.exists() and path.is_symlink():  # exists() follows the link
+            raise CorpusError(
+                f"corpus {spec!r} is a dangling symlink or a symlink loop", "point it at a corpus file"
+            )
         if not path.exists():
             raise CorpusError(
                 f"corpus {spec!r} is neither a built-in profile nor an existing file",

@@ -7,12 +7,16 @@ SmolLM2 adds none); "always" makes sure the sequence starts with the BOS token;
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from ..errors import UserError
 from .sources import Corpus
 
+log = logging.getLogger(__name__)
+
 BOS_POLICIES = ("auto", "always", "never")
+CONTEXT_ATTR = "actscope_context_length"  # set on a tokenizer by models.load_model
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,13 @@ def tokenize_corpus(corpus: Corpus, tokenizer, cfg: TokenizeConfig) -> list[Sequ
     if cfg.bos == "always" and bos_id is None:
         raise UserError("--bos always, but this tokenizer has no BOS token", "use --bos auto or never")
     if cfg.chat_template:
-        enc = [_chat_ids(tokenizer, s.text) for s in corpus.samples]
-    else:
-        enc = tokenizer([s.text for s in corpus.samples], add_special_tokens=True)["input_ids"]
+        _chat_ids(tokenizer, "")  # fails early and once if there is no template
+    _warn_beyond_context(tokenizer, cfg.max_length)
+    texts = [s.text for s in corpus.samples]
+    # Truncation measures max_length tokens per sample (+1 for a BOS that "always" may add):
+    # tokenize only as much text as yields them, not a whole 50 MB document.
+    need = None if cfg.overflow == "window" else cfg.max_length + 1
+    enc = encode_prefixes(tokenizer, texts, need, cfg.chat_template)
     out: list[Sequence] = []
     for i, ids in enumerate(enc):
         ids = list(ids)
@@ -61,6 +69,52 @@ def tokenize_corpus(corpus: Corpus, tokenizer, cfg: TokenizeConfig) -> list[Sequ
             for start in range(0, len(ids), cfg.max_length):
                 out.append(Sequence(i, start, tuple(ids[start : start + cfg.max_length])))
     return out
+
+
+def encode_prefixes(tokenizer, texts: list[str], n_tokens: int | None, chat: bool = False) -> list[list[int]]:
+    """Token ids of each text, of which at least the first `n_tokens` (all when None) are
+    exactly those of the whole text.
+
+    A text is tokenized from a character prefix that grows (x2) until it yields n_tokens
+    plus a margin: cutting the text changes only the last few tokens before the cut, and
+    the margin keeps those out of the first n_tokens. Texts are tokenized in batches, as
+    one batch when every prefix suffices (the common case: short samples).
+    """
+    encode = (
+        (lambda ts: [_chat_ids(tokenizer, t) for t in ts])
+        if chat
+        else (lambda ts: tokenizer(ts, add_special_tokens=True)["input_ids"])
+    )
+    if n_tokens is None:
+        return [list(ids) for ids in encode(texts)]
+    out: list[list[int]] = [[] for _ in texts]
+    chars = (n_tokens + _MARGIN_TOKENS) * _CHARS_PER_TOKEN
+    todo = list(range(len(texts)))
+    while todo:
+        for i, ids in zip(todo, encode([texts[i][:chars] for i in todo]), strict=True):
+            out[i] = list(ids)
+        todo = [i for i in todo if len(texts[i]) > chars and len(out[i]) < n_tokens + _MARGIN_TOKENS]
+        chars *= 2
+    return out
+
+
+_CHARS_PER_TOKEN = 8  # a first guess (English BPE: ~4); a longer prefix is tried when short
+_MARGIN_TOKENS = 64  # tokens past the kept ones: the cut, and a chat template's closing turn
+
+
+def _warn_beyond_context(tokenizer, max_length: int) -> None:
+    """Positions past the model's context are extrapolation: activations there are not the
+    model's in use. load_model puts the config's context length on the tokenizer (not as
+    model_max_length, which would make transformers warn about every longer text, windows too)."""
+    context = getattr(tokenizer, CONTEXT_ATTR, None) or getattr(tokenizer, "model_max_length", None)
+    if isinstance(context, int) and 0 < context < 10**9 and max_length > context:
+        log.warning(
+            "--max-length %d exceeds the model's context of %d tokens; positions past %d are "
+            "outside what it was trained for",
+            max_length,
+            context,
+            context,
+        )
 
 
 def _chat_ids(tokenizer, text: str) -> list[int]:

@@ -5,7 +5,8 @@ transformers dequantizes every GGUF tensor and rebuilds the tokenizer on each
 270M on two CPU cores). We do that once per file content and keep a float32
 safetensors copy under `<cache root>/<sha256 of the GGUF>/`, which reloads in
 about a second. Every load, the first included, then reads that copy, so the
-first and later loads give bit-identical models.
+first and later loads give bit-identical models. The copy records each file's
+sha256; a damaged copy is found on load and converted again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
-from .cache import atomic_dir
+from .cache import LOCK_FILE, atomic_dir, cached_sha256, remember_sha256, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,9 @@ def _quant_name(gguf, file_type, types: Counter) -> str:
     return max(quantized)[1] if quantized else max((n, name) for name, n in types.items())[1]
 
 
-def convert(gguf_path: Path, target: Path, meta: GgufMeta) -> Path:
-    """Dequantize `gguf_path` into `target` (safetensors, config, tokenizer) unless already there."""
-    if (target / META_FILE).is_file():
-        return target
+def convert(gguf_path: Path, target: Path, meta: GgufMeta, root: Path, replace: bool = False) -> Path:
+    """Dequantize `gguf_path` into `target` (safetensors, config, tokenizer), recording the
+    size and sha256 of every file so that later loads can verify the entry (`damage`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to safetensors once (about a minute per 100M parameters)", gguf_path)
@@ -99,13 +99,49 @@ def convert(gguf_path: Path, target: Path, meta: GgufMeta) -> Path:
             "convert it to a Hugging Face directory elsewhere and pass that directory",
         ) from err
     _drop_gguf_marker(model)
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, replace=replace) as tmp:
         # save_pretrained writes tied weights (lm_head = embed_tokens) once and the config
         # records tie_word_embeddings, so the reload ties them again.
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / META_FILE).write_text(json.dumps({"source": str(gguf_path), **asdict(meta)}, indent=1))
+        files = {
+            p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(tmp.iterdir())
+            if p.is_file() and p.name != LOCK_FILE
+        }
+        record = {"source": str(gguf_path), **asdict(meta), "files": files}
+        (tmp / META_FILE).write_text(json.dumps(record, indent=1))
+    for name, f in files.items():  # the first load after this one need not hash them again
+        if (target / name).stat().st_size == f["size"]:
+            remember_sha256(target / name, root, f["sha256"])
     return target
+
+
+def damage(target: Path, root: Path) -> str | None:
+    """Why the cached conversion in `target` cannot be trusted, or None when it is intact.
+
+    Every file recorded at conversion time must be there with its size and sha256; the
+    hash is memoised by (path, size, mtime), so an untouched entry costs a few stat calls.
+    """
+    if not target.is_dir():
+        return "it is not a directory"
+    try:
+        files = json.loads((target / META_FILE).read_text()).get("files")
+    except FileNotFoundError:
+        return f"it has no {META_FILE}"
+    except (OSError, ValueError, AttributeError):
+        files = None
+    if not isinstance(files, dict) or not files:
+        return f"its {META_FILE} is unreadable or from an older actscope (no file hashes)"
+    for name, f in files.items():
+        path = target / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != f["size"]:
+            return f"{name} has {path.stat().st_size:,} bytes, {f['size']:,} when written"
+        if cached_sha256(path, root) != f["sha256"]:
+            return f"{name} does not match the sha256 recorded when it was written"
+    return None
 
 
 def _drop_gguf_marker(model: torch.nn.Module) -> None:

@@ -9,20 +9,16 @@ only when asked. Nothing here touches the network or the environment.
 
 from __future__ import annotations
 
-import difflib
-import hashlib
-import re
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..corpus.tokenize import CONTEXT_ATTR
 from ..errors import ModelError, UserError
-from . import gguf_convert
-from .cache import cache_root, cached_sha256
-from .zoo import ZOO, ZooEntry
+from . import weights
+from .resolve import ResolvedSource, resolve_source
 
 _DTYPES = {
     "float32": torch.float32,
@@ -33,8 +29,6 @@ _DTYPES = {
     "fp16": torch.float16,
 }
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt")
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 @dataclass
@@ -42,16 +36,6 @@ class LoadedModel:
     model: torch.nn.Module  # eval(), requires_grad off, on the device (or spread by device_map)
     tokenizer: Any  # the family's own transformers tokenizer
     info: dict  # JSON-serialisable manifest section: source, hash, dtype, quantization, BOS ...
-
-
-@dataclass(frozen=True)
-class ResolvedSource:
-    """A source turned into a local Hugging Face-format directory."""
-
-    kind: str  # builtin | gguf | hf_dir | hf_cache
-    directory: Path  # what from_pretrained reads
-    info: dict = field(default_factory=dict)  # kind-specific manifest fields
-    pickle_only: bool = False  # weights are *.bin/*.pt only (loaded only with allow_pickle)
 
 
 # -- dtype and device ---------------------------------------------------------------------------
@@ -81,111 +65,6 @@ def resolve_dtype(name: str | None, device: str) -> torch.dtype:
         raise UserError(f"invalid --dtype {name!r}", "choose float32, bfloat16 or float16") from None
 
 
-# -- source resolution ------------------------------------------------------------------------------
-
-
-def resolve_source(source: str, cache_dir: str | Path | None = None) -> ResolvedSource:
-    """Decide what `source` names and produce a loadable directory (converting GGUF once)."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return _hf_dir(path, "hf_dir")
-    if path.is_file():
-        if gguf_convert.is_gguf(path) or path.suffix.lower() == ".gguf":
-            return _gguf(path, cache_root(cache_dir), kind="gguf")
-        raise ModelError(f"{path} is a file but not a GGUF file", "pass a model directory or a .gguf file")
-    if source in ZOO:
-        return _builtin(ZOO.get(source), cache_root(cache_dir))
-    if _REPO_ID.fullmatch(source):
-        return _hf_cache(source)
-    close = difflib.get_close_matches(source, ZOO.names(), n=2, cutoff=0.6)
-    if close:
-        raise ModelError(
-            f"unknown built-in model {source!r}",
-            f"did you mean {' or '.join(close)}? built-in names: {', '.join(ZOO.names())}",
-        )
-    raise ModelError(
-        f"model {source!r} is neither a built-in name nor an existing path",
-        f"use {', '.join(ZOO.names())}, a model directory or a .gguf file",
-    )
-
-
-def _builtin(entry: ZooEntry, root: Path) -> ResolvedSource:
-    resolved = _gguf(entry.path(root), root, kind="builtin")
-    resolved.info["builtin"] = {"name": entry.name, "package": entry.package, "license": entry.license}
-    return resolved
-
-
-def _gguf(path: Path, root: Path, kind: str) -> ResolvedSource:
-    """Validate, hash and (once per content) convert a GGUF file."""
-    if not gguf_convert.is_gguf(path):
-        raise ModelError(f"{path} is truncated or not a GGUF file", "re-download it")
-    sha = cached_sha256(path, root)
-    target = root / sha
-    if (target / gguf_convert.META_FILE).is_file():
-        meta = gguf_convert.converted_meta(target)
-    else:
-        meta = gguf_convert.read_meta(path)  # fails cleanly on a truncated file
-        gguf_convert.convert(path, target, meta)
-    info = {
-        "path": str(path.resolve()),
-        "sha256": sha,
-        "hash_method": "sha256 of the GGUF file",
-        "converted_path": str(target),
-        "gguf_architecture": meta.architecture,
-        "dequantized_from": meta.quant_type,
-        "gguf_tensor_types": meta.tensor_types,
-        "note": gguf_convert.NOTE,
-    }
-    return ResolvedSource(kind, target, info)
-
-
-def _hf_cache(repo_id: str) -> ResolvedSource:
-    """Only what is already in the local Hugging Face cache: this tool never downloads."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
-    try:
-        directory = Path(snapshot_download(repo_id, local_files_only=True))
-    except (LocalEntryNotFoundError, HFValidationError, OSError) as err:
-        raise ModelError(
-            f"model {repo_id!r} is not in the local Hugging Face cache (actscope never downloads)",
-            "download it on a machine with network access and pass the directory",
-        ) from err
-    return _hf_dir(directory, "hf_cache")
-
-
-def _hf_dir(directory: Path, kind: str) -> ResolvedSource:
-    if not (directory / "config.json").is_file():
-        raise ModelError(
-            f"{directory} has no config.json",
-            "pass a Hugging Face model directory (config.json + *.safetensors) or a .gguf file",
-        )
-    safetensors = sorted(directory.glob("*.safetensors"))
-    pickles = sorted(p for p in directory.iterdir() if p.suffix in _PICKLE_SUFFIXES)
-    weights = safetensors or pickles
-    info = {"path": str(directory.resolve())}
-    if weights:
-        info.update(sha256=_weights_digest(weights), hash_method=_WEIGHTS_HASH_METHOD)
-    return ResolvedSource(kind, directory, info, pickle_only=not safetensors and bool(pickles))
-
-
-_WEIGHTS_HASH_METHOD = "sha256 over the sorted weight-file names, sizes, first and last MiB"
-
-
-def _weights_digest(files: list[Path]) -> str:
-    """Identifies a checkpoint without reading tens of GB: names, sizes and both ends of each file."""
-    digest = hashlib.sha256()
-    mib = 1 << 20
-    for path in sorted(files, key=lambda p: p.name):
-        size = path.stat().st_size
-        digest.update(f"{path.name}\0{size}\0".encode())
-        with path.open("rb") as f:
-            digest.update(f.read(mib))
-            f.seek(max(size - mib, 0))
-            digest.update(f.read(mib))
-    return digest.hexdigest()
-
-
 # -- checks on a resolved directory ----------------------------------------------------------------
 
 
@@ -201,6 +80,7 @@ def _check_weights(src: ResolvedSource, allow_pickle: bool) -> None:
             f"{d} has only pickled weights (*.bin/*.pt), which can run code when loaded",
             "convert them to safetensors, or pass --allow-pickle only if the files are trusted",
         )
+    weights.check_files(sorted(d.glob("*.safetensors")))
 
 
 def _check_tokenizer_files(directory: Path) -> None:
@@ -220,10 +100,15 @@ def _load_config(directory: Path, trust_remote_code: bool):
         config = AutoConfig.from_pretrained(
             directory, local_files_only=True, trust_remote_code=trust_remote_code
         )
-    except (ValueError, KeyError, OSError) as err:
+    except (ValueError, KeyError, OSError, TypeError) as err:
         if "trust_remote_code" in str(err):
             raise _needs_remote_code(directory) from err
-        raise ModelError(f"cannot read the config in {directory}: {err}", "check config.json") from err
+        # transformers explains an unknown model_type in several paragraphs: keep the first line
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelError(
+            f"cannot read the config in {directory}: {reason}",
+            "check config.json (this transformers may not know the model_type; try a newer one)",
+        ) from err
     remote = "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING and not (remote and trust_remote_code):
         if remote:
@@ -290,42 +175,19 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, device)
     if max_memory is not None and device_map is None:
         raise UserError("--max-memory needs --device-map", "add --device-map auto")
+    weights.check_max_memory(max_memory)
     src = resolve_source(source, cache_dir)
     config = _load_config(src.directory, trust_remote_code)
     _check_weights(src, allow_pickle)
     tokenizer = _load_tokenizer(src.directory, trust_remote_code)
-    model = _load_weights(src, config, torch_dtype, device, trust_remote_code, device_map, max_memory)
+    context = getattr(config, "max_position_embeddings", None)
+    if isinstance(context, int) and context > 0:
+        setattr(tokenizer, CONTEXT_ATTR, context)  # corpus.tokenize warns past it
+    model = weights.load(src, config, torch_dtype, device, trust_remote_code, device_map, max_memory)
     info = {"source": source, "kind": src.kind, **src.info}
     info.update(_model_info(model, config, torch_dtype, device, device_map))
     info.update(tokenizer_info(tokenizer))
     return LoadedModel(model, tokenizer, info)
-
-
-def _load_weights(src, config, dtype, device, trust_remote_code, device_map, max_memory) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
-
-    kwargs: dict[str, Any] = dict(
-        config=config,
-        dtype=dtype,
-        local_files_only=True,
-        trust_remote_code=trust_remote_code,
-        use_safetensors=not src.pickle_only,  # never fall back to pickles silently
-    )
-    if device_map is not None:
-        # accelerate places the layers; what fits nowhere goes to disk in a scratch folder
-        offload = tempfile.mkdtemp(prefix="actscope-offload-")
-        kwargs.update(device_map=device_map, max_memory=max_memory, offload_folder=offload)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(src.directory, **kwargs)
-    except ValueError as err:
-        if "trust_remote_code" in str(err):
-            raise _needs_remote_code(src.directory) from err
-        raise
-    if device_map is None:
-        model.to(device)
-    model.eval()
-    model.requires_grad_(False)
-    return model
 
 
 def _model_info(model, config, dtype, device, device_map) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from ..textsafe import term
+
 # Correlations shown in the terminal (all are saved): the paper's scheme and the deployment ones.
 SHOWN_CORR = (
     "int8:tensor:absmax",
@@ -29,8 +31,8 @@ def _console(console: Console | None) -> Console:
     """Rich assumes 80 columns when stdout is not a terminal (pipes, logs): give tables room."""
     if console is not None:
         return console
-    con = Console()
-    return con if con.is_terminal else Console(width=160)
+    con = Console(emoji=False)
+    return con if con.is_terminal else Console(width=160, emoji=False)
 
 
 def _short(site: str | None) -> str:
@@ -44,7 +46,7 @@ def print_quant(out, section: dict, console: Console | None = None) -> None:
     con = _console(console)
     tok, split = section["tokens"], section["split"]
     con.print(
-        f"[bold]actscope quant[/] [cyan]{out}[/]: calibrated on {len(split['calibration'])} samples "
+        f"[bold]actscope quant[/] [cyan]{term(out)}[/]: calibrated on {len(split['calibration'])} samples "
         f"({tok['calibration']:,} tokens), evaluated on {len(split['evaluation'])} held-out samples ({tok['evaluation']:,} tokens)"
     )
     schemes = section["schemes"]
@@ -134,8 +136,8 @@ def print_peaks(peaks: list[dict], con: Console | None = None) -> None:
         mine = {p["scheme"]: p for p in peaks if p["model"] == model}
         first = next(iter(mine.values()))
         t.add_row(
-            model,
-            first["site"],
+            term(model),
+            term(first["site"]),
             f"{first['absmax']:.4g}",
             *(_f(mine[s]["sqnr_db"]) if s in mine else "-" for s in SHOWN_CORR),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from .. import __version__
+from ..textsafe import md_cell, md_code, md_fence
 from .compare import fmt_m, fmt_pct, human_params, location
 from .rundata import RunView, massive_channels
 from .verdicts import FP8_E4M3, FP16_MAX, INT8, format_verdict, fp16_verdict
@@ -64,7 +65,7 @@ def _yes_no(v) -> str:
 def card_markdown(view: RunView) -> str:
     f = card_fields(view)
     if f["max_abs_activation"] is None:
-        return f"{BEGIN}\n_actscope measured no finite activation for {f['model']}._\n{END}"
+        return f"{BEGIN}\n_actscope measured no finite activation for {md_cell(f['model'])}._\n{END}"
     loc = f["location"]
     c = f["corpus"]
     fp8 = format_verdict(view, FP8_E4M3)
@@ -78,12 +79,15 @@ def card_markdown(view: RunView) -> str:
     channels = ", ".join(str(x) for x in f["massive_channels"][:12]) or "none"
     rows = [
         ("max \\|a\\| (M)", f"{fmt_m(f['max_abs_activation'])} (signed {fmt_m(f['max_activation_signed'])})"),
-        ("location", f"{location(loc['kind'], loc['layer'])} (`{loc['site']}`), channel {loc['channel']}"),
+        (
+            "location",
+            f"{md_cell(location(loc['kind'], loc['layer']))} ({md_code(loc['site'])}), channel {loc['channel']}",
+        ),
         (
             "measured in",
-            f"{f['measured_dtype']}, corpus `{c['name']}`: {c['samples']} samples, {c['tokens']:,} tokens"
+            f"{md_cell(f['measured_dtype'])}, corpus {md_code(c['name'])}: {c['samples']} samples, {c['tokens']:,} tokens"
             if c["tokens"]
-            else f"{f['measured_dtype']}, corpus `{c['name']}`",
+            else f"{md_cell(f['measured_dtype'])}, corpus {md_code(c['name'])}",
         ),
         ("fp16-safe", f"{_yes_no(f['fp16_safe'])} ({fp16_note})"),
         (
@@ -101,7 +105,7 @@ def card_markdown(view: RunView) -> str:
         "### Activation range",
         "",
         f"Measured with actscope {f['actscope_version']} "
-        f"({human_params(f['parameters'])} parameters, {f['model_type']}).",
+        f"({human_params(f['parameters'])} parameters, {md_cell(f['model_type'])}).",
         "",
         "| | |",
         "|---|---|",
@@ -109,9 +113,7 @@ def card_markdown(view: RunView) -> str:
         "",
         "<details><summary>machine-readable fields</summary>",
         "",
-        "```json",
-        json.dumps(f, indent=2),
-        "```",
+        md_fence(json.dumps(f, indent=2), "json"),
         "",
         "</details>",
         END,

@@ -12,6 +12,7 @@ from functools import cache
 from importlib import resources
 
 from ..errors import UserError
+from ..textsafe import md_cell
 from .rundata import RunView
 
 COLUMNS = ("model", "family", "parameters", "arch", "dtype", "M", "location", "kind", "log10_M")
@@ -208,23 +209,20 @@ def _cell(col: str, v) -> str:
     return str(v)
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def to_markdown(result: dict) -> str:
     cols = _columns(result)
     lines = [
-        "| " + " | ".join(_md(HEADERS[c]) for c in cols) + " |",
+        "| " + " | ".join(md_cell(HEADERS[c]) for c in cols) + " |",
         "|" + "|".join("---" for _ in cols) + "|",
     ]
     for r in result["rows"]:
-        lines.append("| " + " | ".join(_md(_cell(c, r.get(c))) for c in cols) + " |")
+        lines.append("| " + " | ".join(md_cell(_cell(c, r.get(c))) for c in cols) + " |")
     if result["ratios"]:
         lines += ["", "| ratio | M_a / M_b | log10 |", "|---|---|---|"]
         for q in result["ratios"]:
             ratio = f"{q['ratio']:.3g}" if q["ratio"] else "-"
-            lines.append(f"| {q['a']} / {q['b']} | {ratio} | {q['log10_ratio'] if q['ratio'] else '-'} |")
+            log10 = q["log10_ratio"] if q["ratio"] else "-"
+            lines.append(f"| {md_cell(q['a'])} / {md_cell(q['b'])} | {ratio} | {log10} |")
     if result["published"]:
         lines += [
             "",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import outputs
 from ..errors import RunDirError, UserError
 from . import imatrix
 from .rundata import RunView
@@ -63,7 +64,7 @@ def export(view: RunView, fmt: str, out: str | Path) -> dict:
     """Write `fmt` to `out`; returns a short description of what was written."""
     if fmt not in FORMATS:
         raise UserError(f"export format {fmt!r} is unknown", f"use one of {', '.join(FORMATS)}")
-    out = Path(out)
+    out = outputs.check(out, "-o")
     out.parent.mkdir(parents=True, exist_ok=True)
     writers = {
         "smoothquant": write_smoothquant,

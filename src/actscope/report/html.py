@@ -15,8 +15,9 @@ from pathlib import Path
 
 import jinja2
 import numpy as np
+from markupsafe import Markup
 
-from .. import __version__
+from .. import __version__, outputs, textsafe
 from ..stats import histogram as H
 from . import compare, plots
 from .compare import fmt_pct
@@ -28,13 +29,14 @@ TOP_ROWS = 25  # top activations listed per run
 
 
 def render_report(runs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
-    views = [RunView(r) for r in runs]
+    views = [RunView.measured(r) for r in runs]
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("actscope", "report/templates"),
         autoescape=True,  # every variable is escaped unless marked safe (only our SVG is)
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_finalize,
     )
     env.filters.update(num=fmt_num, pct=fmt_pct, db=fmt_db, visible=visible)
     page = {
@@ -45,10 +47,7 @@ def render_report(runs: list[str | Path], out: str | Path, title: str | None = N
         "comparison": comparison_context(views) if len(views) > 1 else None,
     }
     html = env.get_template("report.html").render(**page)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
-    return out
+    return outputs.write_text(out, "-o", html)
 
 
 # ---- per-run context -------------------------------------------------------------
@@ -271,6 +270,15 @@ def fmt_db(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     return "∞ dB" if math.isinf(v) else f"{v:.1f} dB"
+
+
+def _finalize(v):
+    """Every value printed by the template: control and bidi characters of outside text become
+    visible escapes before autoescaping (newlines and tabs stay for `visible`); our SVG
+    (Markup) passes as it is."""
+    if isinstance(v, str) and not isinstance(v, Markup):
+        return textsafe.visible(v, keep="\n\t")
+    return v
 
 
 def visible(s) -> str:

@@ -20,6 +20,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..limits import FP8_E4M3_MAX, FP16_MAX  # noqa: E402
 from ..sites import KINDS  # noqa: E402
+from ..textsafe import svg as _plain_text  # noqa: E402  (corpus or model names as literal label text)
+from ..textsafe import visible  # noqa: E402
 
 _COLORS = dict(
     zip(KINDS, plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2], strict=False)
@@ -43,7 +45,9 @@ def to_svg(fig, title: str) -> str:
         fig.savefig(buf, format="svg", metadata={"Date": None, "Title": title})
     plt.close(fig)
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg") :]  # drop the XML declaration and DOCTYPE
+    # Drop the XML declaration and DOCTYPE. Any control or bidi character left in a label
+    # (XML forbids most controls; bidi overrides reorder what the reader sees) becomes an escape.
+    svg = visible(svg[svg.index("<svg") :], keep="\n\r\t")
     return svg.replace("<svg ", f'<svg role="img" aria-label="{_attr(title)}" class="chart" ', 1)
 
 
@@ -55,11 +59,6 @@ def _legend_outside(ax, title: str | None) -> None:
     ax.legend(
         fontsize=7, title=title, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
     )
-
-
-def _plain_text(s: str) -> str:
-    """Corpus or model names as literal text: no mathtext ($...$) interpretation."""
-    return str(s).replace("$", r"\$")
 
 
 def _limits_lines(ax, vmax: float, axis: str = "y") -> None:
@@ -80,7 +79,9 @@ def layer_curves(per_kind: dict[str, list[tuple[int, float]]]) -> str:
             continue
         xs, ys = zip(*pts, strict=True)
         vmax = max(vmax, max(ys))
-        ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.4, color=kind_color(kind), label=kind)
+        ax.plot(
+            xs, ys, marker="o", markersize=3, linewidth=1.4, color=kind_color(kind), label=_plain_text(kind)
+        )
     _limits_lines(ax, vmax)
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -97,7 +98,7 @@ def heatmap(layers: list[int], kinds: list[str], values: np.ndarray) -> str:
     with np.errstate(divide="ignore", invalid="ignore"):
         logv = np.where(values > 0, np.log10(values), np.nan)
     im = ax.imshow(logv, aspect="auto", cmap="magma", interpolation="nearest")
-    ax.set_yticks(range(len(kinds)), kinds, fontsize=8)
+    ax.set_yticks(range(len(kinds)), [_plain_text(k) for k in kinds], fontsize=8)
     step = max(1, math.ceil(len(layers) / 24))
     ax.set_xticks(range(0, len(layers), step), [str(x) for x in layers[::step]], fontsize=8)
     ax.set_xlabel("layer")
@@ -119,7 +120,7 @@ def channel_profile(site: str, absmax: np.ndarray, massive: np.ndarray, label_to
     ax.set_ylim(bottom=floor)
     for c in np.argsort(absmax)[::-1][:label_top]:
         ax.annotate(str(c), (c, absmax[c]), textcoords="offset points", xytext=(2, 2), fontsize=7)
-    ax.set_xlabel(f"channel of {site}")
+    ax.set_xlabel(f"channel of {_plain_text(site)}")
     ax.set_ylabel("max |a| over the corpus")
     ax.set_xlim(-0.5, absmax.size - 0.5)
     ax.grid(True, axis="y", alpha=0.3)
@@ -134,7 +135,9 @@ def ccdf(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
     for kind, (x, p) in curves.items():
         keep = (x > 0) & (p > 0)
         if keep.any():
-            ax.step(x[keep], p[keep], where="post", color=kind_color(kind), linewidth=1.3, label=kind)
+            ax.step(
+                x[keep], p[keep], where="post", color=kind_color(kind), linewidth=1.3, label=_plain_text(kind)
+            )
             vmax = max(vmax, float(x[keep].max()))
             body = x[keep][p[keep] <= 0.999]  # the 0.1% quantile of |a| and up
             if body.size:

@@ -7,12 +7,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ..textsafe import plain, term
+
 
 def _console() -> Console:
     import sys
 
     # Tables need room; when piped (no terminal width) use a wide fixed width.
-    return Console() if sys.stdout.isatty() else Console(width=140)
+    # emoji=False: a ":name:" in a domain or sample id stays text.
+    return Console(emoji=False) if sys.stdout.isatty() else Console(width=140, emoji=False)
 
 
 def fmt(v, digits: int = 4) -> str:
@@ -29,20 +32,21 @@ def print_summary(
     con = console or _console()
     s = manifest.get("summary") or {}
     model = manifest["model"]
-    status = manifest.get("status")
-    con.print(f"[bold]actscope[/] run [cyan]{run}[/]  status: {status}")
+    dtype = manifest["settings"]["dtype"]
+    con.print(f"[bold]actscope[/] run [cyan]{term(run)}[/]  status: {term(manifest.get('status'))}")
     con.print(
-        f"model {model.get('source')} ({model.get('model_type')}, {fmt(model.get('n_params'))} params, "
-        f"{manifest['settings']['dtype']} on {manifest['environment']['device']})"
+        f"model {term(model.get('source'))} ({term(model.get('model_type'))}, {fmt(model.get('n_params'))} "
+        f"params, {term(dtype)} on {term(manifest['environment']['device'])})"
     )
     if model.get("note"):
-        con.print(f"[dim]{model['note']}[/]")
+        con.print(f"[dim]{term(model['note'])}[/]")
     tokens = manifest.get("tokens", {})
+    corpus = term(manifest["corpus"]["name"])
     con.print(
-        f"corpus {manifest['corpus']['name']}: {tokens.get('samples', '?')} samples, {tokens.get('measured', '?'):,} tokens, "
-        f"padding {100 * tokens.get('padding_fraction', 0):.1f}%, BOS policy {manifest['settings']['bos']}"
+        f"corpus {corpus}: {tokens.get('samples', '?')} samples, {tokens.get('measured', '?'):,} tokens, "
+        f"padding {100 * tokens.get('padding_fraction', 0):.1f}%, BOS policy {term(manifest['settings']['bos'])}"
         if tokens
-        else f"corpus {manifest['corpus']['name']}"
+        else f"corpus {corpus}"
     )
     if s.get("M") is None:
         con.print("[red]no finite activation measured[/]")
@@ -52,29 +56,40 @@ def print_summary(
     if nf["overflowed"]:
         con.print(
             f"[bold red]OVERFLOW[/]: {nf['nan']:,} nan, {nf['posinf']:,} +inf, {nf['neginf']:,} -inf values, first at "
-            f"{nf['first_site']} (layer {fmt(nf['first_layer'])}) in {manifest['settings']['dtype']}. M below covers finite "
-            "values only and is a lower bound: measure in float32 or bfloat16."
+            f"{term(nf['first_site'])} (layer {fmt(nf['first_layer'])}) in {term(dtype)}. M below covers finite "
+            f"values only and is a lower bound: {_overflow_advice(dtype)}."
         )
     con.print()
     bound = " (finite values only: a lower bound)" if s.get("M_lower_bound") else ""
     con.print(
-        f"[bold]M = max|a| = {fmt(s['M'], 6)}{bound}[/] (signed {fmt(s['M_signed'], 6)}) at [bold]{loc['site']}[/] "
-        f"(kind {loc['kind']}, layer {fmt(loc['layer'])}, channel {loc['channel']})"
+        f"[bold]M = max|a| = {fmt(s['M'], 6)}{bound}[/] (signed {fmt(s['M_signed'], 6)}) at [bold]{term(loc['site'])}[/] "
+        f"(kind {term(loc['kind'])}, layer {fmt(loc['layer'])}, channel {loc['channel']})"
     )
     con.print(
-        f"  token {loc['token_text']!r} (id {loc['token_id']}) at position {loc['position']} of sample "
-        f"{loc['sample_id']} [{loc['domain']}]"
+        f"  token {term(repr(loc['token_text']))} (id {loc['token_id']}) at position {loc['position']} of sample "
+        f"{term(loc['sample_id'])} \\[{term(loc['domain'])}]"
     )
-    con.print(f"  context: {loc['context']!r}", markup=False, highlight=False)
+    con.print(plain(f"  context: {loc['context']!r}"), highlight=False)
     con.print(
         f"  residual stream max {fmt(s['residual_max'], 6)}: "
-        + ("carries M" if s["residual_carries_M"] else f"M is carried by {', '.join(s['carrier_kinds'])}")
+        + (
+            "carries M"
+            if s["residual_carries_M"]
+            else f"M is carried by {term(', '.join(s['carrier_kinds']))}"
+        )
     )
     _safety(con, s)
     _per_kind(con, run, manifest)
     _domains(con, s)
     if all_sites:
         _sites(con, run)
+
+
+def _overflow_advice(dtype: str) -> str:
+    """Measuring in float32 only helps when the overflow came from a narrower float."""
+    if dtype == "float32":
+        return "this run is already float32, so the weights or the model's code produce them (check the checkpoint)"
+    return "measure in float32 or bfloat16"
 
 
 def _safety(con: Console, s: dict) -> None:
@@ -127,10 +142,10 @@ def _per_kind(con: Console, run, manifest: dict) -> None:
         top = max(finite, key=lambda r: r["absmax"]) if finite else None
         kurt = [r["kurtosis"] for r in rs if r["kurtosis"] is not None]
         t.add_row(
-            kind,
+            term(kind),
             str(len(rs)),
             fmt(top["absmax"], 6) if top else "-",
-            top["site"] if top else "-",
+            term(top["site"]) if top else "-",
             fmt(top["q0.5"]) if top else "-",
             fmt(top["q0.999"]) if top else "-",
             fmt(max(kurt)) if kurt else "-",
@@ -149,7 +164,7 @@ def _domains(con: Console, s: dict) -> None:
         for k in kinds:
             t.add_column(k, justify="right")
         for d, v in sorted(s["domains"].items(), key=lambda kv: -kv[1]):
-            t.add_row(d, fmt(v, 6), *(fmt(by_kind[k].get(d), 4) for k in kinds))
+            t.add_row(term(d), fmt(v, 6), *(fmt(by_kind[k].get(d), 4) for k in kinds))
         con.print(t)
     for b in s.get("bootstrap", []):
         con.print(
@@ -167,8 +182,8 @@ def _sites(con: Console, run) -> None:
         t.add_column(col)
     for r in read_table(run, "sites").to_pylist():
         t.add_row(
-            r["site"],
-            r["kind"],
+            term(r["site"]),
+            term(r["kind"]),
             fmt(r["absmax"]),
             fmt(r["min"]),
             fmt(r["max"]),
@@ -211,13 +226,12 @@ def print_sites(plan, chosen, shapes: dict, *, coverage: bool = False, as_json: 
         )
         return
     con = _console()
-    t = Table(title=f"{len(chosen)} sites of {plan.model_type} (adapter: {plan.table_name})")
+    t = Table(title=f"{len(chosen)} sites of {term(plan.model_type)} (adapter: {term(plan.table_name)})")
     for col in ("name", "kind", "module", "point", "shape (probe)", "note"):
         t.add_column(col)
     for b in chosen:
-        t.add_row(
-            b.site.name, b.site.kind, b.module_path, b.site.point, str(shapes.get(b.site.name, "-")), b.note
-        )
+        cells = (b.site.name, b.site.kind, b.module_path, b.site.point, shapes.get(b.site.name, "-"), b.note)
+        t.add_row(*(term(c) for c in cells))
     con.print(t)
     if coverage:
         found = set(plan.kinds())
