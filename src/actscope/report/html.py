@@ -27,8 +27,8 @@ from .verdicts import FORMATS, hist_error, verdicts
 TOP_ROWS = 25  # top activations listed per run
 
 
-def render_report(runs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
-    views = [RunView(r) for r in runs]
+def render_report(runs: list[str | Path | RunView], out: str | Path, title: str | None = None) -> Path:
+    views = [r if isinstance(r, RunView) else RunView(r) for r in runs]  # in-memory runs (API) too
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("actscope", "report/templates"),
         autoescape=True,  # every variable is escaped unless marked safe (only our SVG is)
