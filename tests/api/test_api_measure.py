@@ -21,18 +21,6 @@ pytestmark = pytest.mark.slow
 TABLES = ("sites", "channels", "hist", "topk", "samples")
 
 
-@pytest.fixture(scope="module")
-def smol_hf():
-    """SmolLM2 135M as a user loads it: the cached HF directory of the built-in, AutoModelForCausalLM."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from actscope.models import resolve_source
-
-    directory = resolve_source("smollm2-135m").directory
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-    return model, AutoTokenizer.from_pretrained(directory)
-
-
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(Path(actscope.__file__).parents[1])}
     return subprocess.run(

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..rundir import RunView
 from .measure import measure
 from .run import Run
+from .trace import Trace, trace
 
 
 def open(path: str | Path) -> Run:  # noqa: A001  (actscope.open, like io.open)
@@ -21,4 +22,4 @@ def open(path: str | Path) -> Run:  # noqa: A001  (actscope.open, like io.open)
     return Run(RunView(path))
 
 
-__all__ = ["Run", "measure", "open"]
+__all__ = ["Run", "Trace", "measure", "open", "trace"]
