@@ -70,10 +70,9 @@ class Run:
 
     def kind_maxima(self) -> dict[str, float]:
         """max|a| per site kind, in first-firing order (aliases add nothing new)."""
-        out: dict[str, float] = {}
-        for r in self.view.hooked_sites():
-            out[r["kind"]] = max(out.get(r["kind"], 0.0), r["absmax"])
-        return out
+        from ..report.compare import kind_maxima
+
+        return kind_maxima(self.view)
 
     # ---- views ------------------------------------------------------------------------
     def report(self, path: str | Path, title: str | None = None) -> Path:

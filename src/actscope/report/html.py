@@ -245,6 +245,8 @@ def comparison_context(views: list[RunView]) -> dict:
         "rows": [[compare._cell(c, r.get(c)) for c in compare.COLUMNS] for r in result["rows"]],
         "ratios": result["ratios"],
         "chart": plots.compare_bars(result["rows"]),
+        # Runs of one training series (actscope.Monitor): M per kind against step, too.
+        "trend": plots.trend_lines(t) if (t := compare.trend(views))["x_label"] == "training step" else None,
     }
 
 
