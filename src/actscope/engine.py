@@ -51,6 +51,9 @@ def load(source: str, cfg, **override):
     kw = model_kwargs(cfg, **override)
     kw["trust_remote_code"] = bool(kw["trust_remote_code"])
     kw["allow_pickle"] = bool(kw["allow_pickle"])
+    # Hub download options: only `measure` has them (MeasureConfig, --download / --revision).
+    kw["download"] = bool(override.get("download", getattr(cfg, "download", False)))
+    kw["revision"] = override.get("revision", getattr(cfg, "revision", None))
     return load_model(source, **kw)
 
 

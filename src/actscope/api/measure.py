@@ -49,7 +49,8 @@ def measure(
     sites:   kinds, presets (paper, all) or globs, as `--sites`.
     options: the CLI's flags in snake case: max_length=, bos=, overflow=, limit=,
              token_budget=, max_batch=, chat_template=, dtype=, device= ... (dtype, device and
-             the other loading options apply to a model source only).
+             the other loading options apply to a model source only); download=True fetches
+             a Hub id (safetensors and tokenizer, revision= pinned to its commit).
 
     >>> run = actscope.measure(model, tok, corpus=["The cat sat on the mat."])
     >>> run.summary["M"], run.table("sites").num_rows
@@ -112,7 +113,7 @@ def in_memory(model: nn.Module, tokenizer, options: dict):
     """A LoadedModel for a model the caller loaded (its manifest section describes it as it is)."""
     from ..models import LoadedModel, tokenizer_info
 
-    given = [k for k in engine.MODEL_FIELDS if options.get(k) not in (None, False)]
+    given = [k for k in (*engine.MODEL_FIELDS, "download", "revision") if options.get(k) not in (None, False)]
     if given:
         raise UserError(
             f"{given[0]}= applies to a model source, not to a model already in memory "

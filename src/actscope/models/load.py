@@ -4,7 +4,8 @@ directory or the local Hugging Face cache.
 Every source is first resolved to a local Hugging Face-format directory (GGUF
 files through a cached safetensors conversion), then loaded the same way:
 local files only, safetensors unless pickles are explicitly allowed, remote code
-only when asked. Nothing here touches the network or the environment.
+only when asked. Nothing here touches the network, except models/hub.py when a Hub id is
+given with download=True (--download).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class LoadedModel:
 class ResolvedSource:
     """A source turned into a local Hugging Face-format directory."""
 
-    kind: str  # builtin | gguf | hf_dir | hf_cache
+    kind: str  # builtin | gguf | hf_dir | hf_cache | hf_hub (downloaded)
     directory: Path  # what from_pretrained reads
     info: dict = field(default_factory=dict)  # kind-specific manifest fields
     pickle_only: bool = False  # weights are *.bin/*.pt only (loaded only with allow_pickle)
@@ -84,8 +85,11 @@ def resolve_dtype(name: str | None, device: str) -> torch.dtype:
 # -- source resolution ------------------------------------------------------------------------------
 
 
-def resolve_source(source: str, cache_dir: str | Path | None = None) -> ResolvedSource:
-    """Decide what `source` names and produce a loadable directory (converting GGUF once)."""
+def resolve_source(
+    source: str, cache_dir: str | Path | None = None, *, download: bool = False, revision: str | None = None
+) -> ResolvedSource:
+    """Decide what `source` names and produce a loadable directory (converting GGUF once);
+    a Hub id is read from the local cache, or fetched with `download` (models/hub.py)."""
     path = Path(source).expanduser()
     if path.is_dir():
         return _hf_dir(path, "hf_dir")
@@ -96,7 +100,7 @@ def resolve_source(source: str, cache_dir: str | Path | None = None) -> Resolved
     if source in ZOO:
         return _builtin(ZOO.get(source), cache_root(cache_dir))
     if _REPO_ID.fullmatch(source):
-        return _hf_cache(source)
+        return _hf_hub(source, download, revision)
     close = difflib.get_close_matches(source, ZOO.names(), n=2, cutoff=0.6)
     if close:
         raise ModelError(
@@ -139,19 +143,13 @@ def _gguf(path: Path, root: Path, kind: str) -> ResolvedSource:
     return ResolvedSource(kind, target, info)
 
 
-def _hf_cache(repo_id: str) -> ResolvedSource:
-    """Only what is already in the local Hugging Face cache: this tool never downloads."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+def _hf_hub(repo_id: str, download: bool, revision: str | None) -> ResolvedSource:
+    from . import hub
 
-    try:
-        directory = Path(snapshot_download(repo_id, local_files_only=True))
-    except (LocalEntryNotFoundError, HFValidationError, OSError) as err:
-        raise ModelError(
-            f"model {repo_id!r} is not in the local Hugging Face cache (actscope never downloads)",
-            "download it on a machine with network access and pass the directory",
-        ) from err
-    return _hf_dir(directory, "hf_cache")
+    directory, section = hub.snapshot(repo_id, download=download, revision=revision)
+    src = _hf_dir(directory, "hf_hub" if section["downloaded"] else "hf_cache")
+    src.info["hub"] = section
+    return src
 
 
 def _hf_dir(directory: Path, kind: str) -> ResolvedSource:
@@ -284,13 +282,16 @@ def load_model(
     allow_pickle: bool = False,
     device_map: str | None = None,
     max_memory: dict | None = None,
+    download: bool = False,
+    revision: str | None = None,
 ) -> LoadedModel:
-    """Load `source` for measurement: eval mode, no gradients, on `device` (or per `device_map`)."""
+    """Load `source` for measurement: eval mode, no gradients, on `device` (or per `device_map`);
+    a Hub id is downloaded only with `download` (safetensors, revision pinned)."""
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     if max_memory is not None and device_map is None:
         raise UserError("--max-memory needs --device-map", "add --device-map auto")
-    src = resolve_source(source, cache_dir)
+    src = resolve_source(source, cache_dir, download=download, revision=revision)
     config = _load_config(src.directory, trust_remote_code)
     _check_weights(src, allow_pickle)
     tokenizer = _load_tokenizer(src.directory, trust_remote_code)
