@@ -20,6 +20,10 @@ def register(sub) -> None:
     m.add_argument("--out", "-o", help="run directory (default runs/MODEL-CORPUS)")
     add_text_column_arg(m)
     add_model_args(m)
+    m.add_argument(
+        "--download", action="store_true", help="fetch a Hub id (ORG/NAME): safetensors and tokenizer only"
+    )
+    m.add_argument("--revision", help="Hub branch, tag or commit for --download (default main; pinned)")
     m.add_argument("--sites", help="site kinds, presets (all, paper) or globs, comma-separated")
     m.add_argument(
         "--max-length", type=int, default=d.max_length, help=f"tokens per sequence (default {d.max_length})"
@@ -135,6 +139,8 @@ _MEASURE_FLAGS = (
     "checkpoint_every",
     "shard",
     "chat_template",
+    "download",
+    "revision",
 )
 
 

@@ -33,6 +33,12 @@ def register(sub) -> None:
         "--published", action="store_true", help="add the paper's published maxima (arXiv 2605.15572)"
     )
     c.add_argument("--chart", metavar="FILE.svg", help="also write a bar chart of log10 M")
+    c.add_argument(
+        "--trend",
+        action="store_true",
+        help="M per site kind against training step or checkpoint (runs or Monitor series directories); "
+        "the chart goes to --chart (default trend.svg)",
+    )
     c.add_argument("-o", "--out", help="write the table to a file instead of stdout")
     c.set_defaults(handler=cmd_compare)
 
@@ -80,11 +86,25 @@ def cmd_compare(a) -> int:
     for path, flag in ((a.out, "-o"), (a.chart, "--chart")):
         if path:
             outputs.check(path, flag)
+    if a.trend:
+        return _trend(a)
     result = compare.build([RunView.measured(r) for r in a.runs], pairs=a.pair, with_published=a.published)
     _emit(compare.FORMATS[a.format](result), a.out)
     if a.chart:
         outputs.write_text(a.chart, "--chart", plots.compare_bars(result["rows"]))
         print(f"wrote {a.chart}", file=sys.stderr)
+    return 0
+
+
+def _trend(a) -> int:
+    from .report import compare, plots
+    from .report.rundata import RunView
+
+    result = compare.trend([RunView(r) for r in compare.expand_series(a.runs)])
+    _emit(compare.TREND_FORMATS[a.format](result), a.out)
+    chart = a.chart or "trend.svg"
+    Path(chart).write_text(plots.trend_lines(result), encoding="utf-8")
+    print(f"wrote {chart}", file=sys.stderr)
     return 0
 
 

@@ -31,6 +31,8 @@ class MeasureConfig:
     allow_pickle: bool = False
     device_map: str | None = None
     max_memory: dict | None = field(default=None, hash=False)
+    download: bool = False  # fetch a Hub id's safetensors and tokenizer (models/hub.py)
+    revision: str | None = None  # Hub branch, tag or commit; pinned to its commit
     progress: bool = True
 
     def __post_init__(self):

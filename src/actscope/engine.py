@@ -4,6 +4,7 @@
     seqs, batches = tokenized_batches(corpus, tok, tcfg, token_budget=..., max_batch=...)
     plan, probe = resolve_sites(model, "paper", seqs)    # discover, select, probe forward
     stream(model, probe.bindings, batches, sink, begin, end)
+    with observe(model, probe.bindings, sink, begin_forward, end): ...   # forwards someone else runs
 
 `measure` (runner.py), the quantization passes (quant/passes.py) and every later
 pass use these, so the input device (device_map aware), the probe, the forward
@@ -12,8 +13,9 @@ call and the hook loop exist once.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -49,6 +51,9 @@ def load(source: str, cfg, **override):
     kw = model_kwargs(cfg, **override)
     kw["trust_remote_code"] = bool(kw["trust_remote_code"])
     kw["allow_pickle"] = bool(kw["allow_pickle"])
+    # Hub download options: only `measure` has them (MeasureConfig, --download / --revision).
+    kw["download"] = bool(override.get("download", getattr(cfg, "download", False)))
+    kw["revision"] = override.get("revision", getattr(cfg, "revision", None))
     return load_model(source, **kw)
 
 
@@ -174,3 +179,38 @@ def stream(
             end()
             if after is not None:
                 after(bi)
+
+
+@contextlib.contextmanager
+def observe(
+    model: nn.Module,
+    bindings,
+    sink: Sink,
+    begin: Callable[[tuple, dict], None],
+    end: Callable[[], None],
+) -> Iterator[HookSet]:
+    """Hooks feeding sink(i, x) on every forward of `model` run inside the block, by whoever
+    runs it (a user's call, generate's prefill and decode steps, a training step):
+    begin(args, kwargs) sees the forward's inputs before any site fires, end() runs after
+    it, once every site fired once. All hooks are removed on exit, exceptions included.
+    """
+    with HookSet(model, bindings, sink) as hooks:
+        fires = hooks.fires
+
+        def pre(module, args, kwargs):
+            fires[:] = [0] * len(fires)  # a forward that raised earlier left counts behind
+            begin(args, kwargs)
+
+        def post(module, args, kwargs, output):
+            hooks.check_once()
+            end()
+
+        handles = [
+            model.register_forward_pre_hook(pre, with_kwargs=True),
+            model.register_forward_hook(post, with_kwargs=True),
+        ]
+        try:
+            yield hooks
+        finally:
+            for h in handles:
+                h.remove()

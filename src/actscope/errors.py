@@ -1,14 +1,19 @@
 """User-facing errors.
 
-A UserError is bad input: the CLI prints its message on one line (no traceback)
-and exits with code 2. The message names the bad value and says how to fix it.
+A UserError (an ActscopeError) is bad input: the CLI prints its message on one
+line (no traceback) and exits with code 2; the Python API raises the very same
+exception. The message names the bad value and says how to fix it.
 Internal invariants use assert instead.
 """
 
 from __future__ import annotations
 
 
-class UserError(Exception):
+class ActscopeError(Exception):
+    """Base of the errors actscope raises on bad input; the Python API's callers catch this."""
+
+
+class UserError(ActscopeError):
     """Bad input from the user. `str(err)` is the one-line message shown to them."""
 
     exit_code = 2

@@ -15,7 +15,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from .config import MeasureConfig
 from .corpus import TokenizeConfig, load_corpus
 from .corpus.batching import padding_fraction
 from .errors import Interrupted, RunDirError, UserError
-from .finish import complete_run
+from .finish import build_run, complete_run
 from .progress import TokenProgress
 from .rundir import (
     STATE,
@@ -37,6 +37,7 @@ from .rundir import (
     save_state,
     write_manifest,
 )
+from .rundir.tables import collect
 from .stats import DEFAULT_STATISTICS
 from .stats.accumulator import Accumulator
 
@@ -50,35 +51,14 @@ def measure(cfg: MeasureConfig, *, loaded=None, corpus=None) -> Path:
     out_path = Path(cfg.out or default_out(cfg))
     if rank.main:
         prepare_run_dir(out_path, overwrite=cfg.overwrite, resume=cfg.resume, dry=True)
-    corpus = corpus if corpus is not None else load_corpus(cfg.corpus)
-    if cfg.limit is not None:
-        corpus = replace(corpus, samples=corpus.samples[: cfg.limit])
+    corpus = _limited(cfg, corpus if corpus is not None else load_corpus(cfg.corpus))
     loaded = loaded if loaded is not None else _load(cfg, rank)
-    model, tok = loaded.model, loaded.tokenizer
-    device = engine.input_device(model)
-    distributed.init(rank, device)
+    distributed.init(rank, engine.input_device(loaded.model))
     t_load = time.time()
 
-    tcfg = TokenizeConfig(
-        bos=cfg.bos, max_length=cfg.max_length, overflow=cfg.overflow, chat_template=cfg.chat_template
-    )
-    seqs, all_batches = engine.tokenized_batches(
-        corpus, tok, tcfg, token_budget=cfg.token_budget, max_batch=cfg.max_batch
-    )
+    p = _setup(cfg, loaded, corpus, rank)
+    acc, manifest = p.acc, p.manifest
     part, parts = _my_part(cfg, rank)
-    batches = all_batches[part::parts]
-    if not batches:
-        where = f"shard {cfg.shard[0]}/{cfg.shard[1]}" if cfg.shard else f"rank {rank.rank}"
-        raise UserError(
-            f"{where} gets no batch: the corpus makes {len(all_batches)} batch(es) for {parts} part(s)",
-            "use fewer shards or processes, or a larger corpus",
-        )
-
-    plan, probe = engine.resolve_sites(model, cfg.sites, seqs, engine.pad_id(tok))
-    acc = Accumulator(probe.channels, len(corpus), device, DEFAULT_STATISTICS)
-    manifest = measure_manifest(cfg, loaded, corpus, tcfg, plan, probe, seqs, device)
-    manifest["shard"] = list(cfg.shard) if cfg.shard else None
-    manifest["world_size"] = rank.world
     ckpt = _Checkpoint(out_path, manifest["fingerprint"], part, parts)
     lock = RunLock(out_path) if rank.main else _NoLock()
     with lock:
@@ -91,22 +71,86 @@ def measure(cfg: MeasureConfig, *, loaded=None, corpus=None) -> Path:
             write_manifest(out, manifest)
 
         with _StopOnSignal() as stop:
-            _stream(model, batches, acc, probe, cfg, ckpt, stop, rank, manifest)
+            _stream(loaded.model, p.batches, acc, p.probe, cfg, ckpt, stop, rank, manifest)
         t_measure = time.time()
 
         distributed.reduce_accumulator(acc)
         if rank.main:
-            manifest["timings"] = {"load_s": t_load - t0, "measure_s": t_measure - t_load}
-            manifest["tokens"] = {
-                "measured": int(acc.sample_tokens.sum()),
-                "samples": int((acc.sample_tokens > 0).sum()),
-                "padding_fraction": padding_fraction(all_batches),
-                "batches": len(batches) * rank.world if rank.world > 1 else len(batches),
-            }
+            _record_totals(p, rank, (t0, t_load, t_measure))
             ckpt.save(acc, final=True)
-            complete_run(out, manifest, acc, MeasuredProvenance(corpus, tok, seqs))
+            complete_run(out, manifest, acc, MeasuredProvenance(corpus, loaded.tokenizer, p.seqs))
     distributed.shutdown()
     return out
+
+
+def measure_in_memory(cfg: MeasureConfig, loaded, corpus) -> tuple[dict, dict]:
+    """(manifest, tables) of a run measured in this process and kept in memory: no run
+    directory, no checkpoints, no signal handling (the Python API without `out=`)."""
+    t0 = time.time()
+    corpus = _limited(cfg, corpus)
+    p = _setup(cfg, loaded, corpus, distributed.Rank())
+    t_load = time.time()
+    with TokenProgress(cfg.progress, sum(b.n_tokens for b in p.batches), 0) as advance:
+        engine.stream(
+            loaded.model, p.probe.bindings, p.batches, p.acc.update, p.acc.begin_batch, p.acc.end_batch,
+            after=lambda bi: advance(p.batches[bi].n_tokens),
+        )  # fmt: skip
+    _record_totals(p, distributed.Rank(), (t0, t_load, time.time()))
+    prov = MeasuredProvenance(corpus, loaded.tokenizer, p.seqs)
+    tables = build_run(Path("<memory>"), p.manifest, collect(p.acc), prov)
+    return p.manifest, tables
+
+
+@dataclass
+class _Setup:
+    """What a measurement streams and where it folds it: batches, sites, accumulator, manifest."""
+
+    seqs: list
+    all_batches: list
+    batches: list
+    probe: object
+    acc: Accumulator
+    manifest: dict
+
+
+def _setup(cfg: MeasureConfig, loaded, corpus, rank: distributed.Rank) -> _Setup:
+    model, tok = loaded.model, loaded.tokenizer
+    device = engine.input_device(model)
+    tcfg = TokenizeConfig(
+        bos=cfg.bos, max_length=cfg.max_length, overflow=cfg.overflow, chat_template=cfg.chat_template
+    )
+    seqs, all_batches = engine.tokenized_batches(
+        corpus, tok, tcfg, token_budget=cfg.token_budget, max_batch=cfg.max_batch
+    )
+    part, parts = _my_part(cfg, rank)
+    if not all_batches[part::parts]:
+        where = f"shard {cfg.shard[0]}/{cfg.shard[1]}" if cfg.shard else f"rank {rank.rank}"
+        raise UserError(
+            f"{where} gets no batch: the corpus makes {len(all_batches)} batch(es) for {parts} part(s)",
+            "use fewer shards or processes, or a larger corpus",
+        )
+    plan, probe = engine.resolve_sites(model, cfg.sites, seqs, engine.pad_id(tok))
+    acc = Accumulator(probe.channels, len(corpus), device, DEFAULT_STATISTICS)
+    manifest = measure_manifest(cfg, loaded, corpus, tcfg, plan, probe, seqs, device)
+    manifest["shard"] = list(cfg.shard) if cfg.shard else None
+    manifest["world_size"] = rank.world
+    return _Setup(seqs, all_batches, all_batches[part::parts], probe, acc, manifest)
+
+
+def _record_totals(p: _Setup, rank: distributed.Rank, times: tuple[float, float, float]) -> None:
+    t0, t_load, t_measure = times
+    acc = p.acc
+    p.manifest["timings"] = {"load_s": t_load - t0, "measure_s": t_measure - t_load}
+    p.manifest["tokens"] = {
+        "measured": int(acc.sample_tokens.sum()),
+        "samples": int((acc.sample_tokens > 0).sum()),
+        "padding_fraction": padding_fraction(p.all_batches),
+        "batches": len(p.batches) * rank.world if rank.world > 1 else len(p.batches),
+    }
+
+
+def _limited(cfg: MeasureConfig, corpus):
+    return replace(corpus, samples=corpus.samples[: cfg.limit]) if cfg.limit is not None else corpus
 
 
 def _stream(model, batches, acc, probe, cfg, ckpt, stop, rank, manifest) -> None:

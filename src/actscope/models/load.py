@@ -4,7 +4,8 @@ directory or the local Hugging Face cache.
 Every source is first resolved to a local Hugging Face-format directory (GGUF
 files through a cached safetensors conversion), then loaded the same way:
 local files only, safetensors unless pickles are explicitly allowed, remote code
-only when asked. Nothing here touches the network or the environment.
+only when asked. Nothing here touches the network, except models/hub.py when a Hub id is
+given with download=True (--download).
 """
 
 from __future__ import annotations
@@ -169,14 +170,17 @@ def load_model(
     allow_pickle: bool = False,
     device_map: str | None = None,
     max_memory: dict | None = None,
+    download: bool = False,
+    revision: str | None = None,
 ) -> LoadedModel:
-    """Load `source` for measurement: eval mode, no gradients, on `device` (or per `device_map`)."""
+    """Load `source` for measurement: eval mode, no gradients, on `device` (or per `device_map`);
+    a Hub id is downloaded only with `download` (safetensors, revision pinned)."""
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     if max_memory is not None and device_map is None:
         raise UserError("--max-memory needs --device-map", "add --device-map auto")
     weights.check_max_memory(max_memory)
-    src = resolve_source(source, cache_dir)
+    src = resolve_source(source, cache_dir, download=download, revision=revision)
     config = _load_config(src.directory, trust_remote_code)
     _check_weights(src, allow_pickle)
     tokenizer = _load_tokenizer(src.directory, trust_remote_code)

@@ -29,7 +29,7 @@ _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 class ResolvedSource:
     """A source turned into a local Hugging Face-format directory."""
 
-    kind: str  # builtin | gguf | hf_dir | hf_cache
+    kind: str  # builtin | gguf | hf_dir | hf_cache | hf_hub (downloaded)
     directory: Path  # what from_pretrained reads
     info: dict = field(default_factory=dict)  # kind-specific manifest fields
     pickle_only: bool = False  # weights are *.bin/*.pt only (loaded only with allow_pickle)
@@ -38,8 +38,11 @@ class ResolvedSource:
 # -- source resolution ------------------------------------------------------------------------------
 
 
-def resolve_source(source: str, cache_dir: str | Path | None = None) -> ResolvedSource:
-    """Decide what `source` names and produce a loadable directory (converting GGUF once)."""
+def resolve_source(
+    source: str, cache_dir: str | Path | None = None, *, download: bool = False, revision: str | None = None
+) -> ResolvedSource:
+    """Decide what `source` names and produce a loadable directory (converting GGUF once);
+    a Hub id is read from the local cache, or fetched with `download` (models/hub.py)."""
     path = Path(source).expanduser()
     if path.is_dir():
         return _hf_dir(path, "hf_dir")
@@ -54,7 +57,7 @@ def resolve_source(source: str, cache_dir: str | Path | None = None) -> Resolved
     if _REPO_ID.fullmatch(source):
         if path.parent.is_dir():  # "models/smolm2" with a local models/: a typo, not a hub name
             raise _no_such_path(path)
-        return _hf_cache(source)
+        return _hf_hub(source, download, revision)
     close = difflib.get_close_matches(source, ZOO.names(), n=2, cutoff=0.6)
     if close:
         raise ModelError(
@@ -129,19 +132,13 @@ def _repair(path: Path, target: Path, root: Path, why: str) -> None:
         ) from err
 
 
-def _hf_cache(repo_id: str) -> ResolvedSource:
-    """Only what is already in the local Hugging Face cache: this tool never downloads."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+def _hf_hub(repo_id: str, download: bool, revision: str | None) -> ResolvedSource:
+    from . import hub
 
-    try:
-        directory = Path(snapshot_download(repo_id, local_files_only=True))
-    except (LocalEntryNotFoundError, HFValidationError, OSError) as err:
-        raise ModelError(
-            f"model {repo_id!r} is not in the local Hugging Face cache (actscope never downloads)",
-            "download it on a machine with network access and pass the directory",
-        ) from err
-    return _hf_dir(directory, "hf_cache")
+    directory, section = hub.snapshot(repo_id, download=download, revision=revision)
+    src = _hf_dir(directory, "hf_hub" if section["downloaded"] else "hf_cache")
+    src.info["hub"] = section
+    return src
 
 
 def _hf_dir(directory: Path, kind: str) -> ResolvedSource:

@@ -246,3 +246,89 @@ def to_json(result: dict) -> str:
 
 
 FORMATS = {"markdown": to_markdown, "csv": to_csv, "json": to_json}
+
+
+# ---- trend: M per kind across training steps or checkpoints ---------------------------
+
+SERIES = "series.jsonl"  # written by actscope.Monitor next to its step-NNNNNNNN run directories
+
+
+def kind_maxima(view: RunView) -> dict[str, float]:
+    """max|a| per site kind, in first-firing order (aliases add nothing new)."""
+    out: dict[str, float] = {}
+    for r in view.hooked_sites():
+        out[r["kind"]] = max(out.get(r["kind"], 0.0), r["absmax"])
+    return out
+
+
+def trend_point(view: RunView) -> dict:
+    """One point of a trend: M, M per kind and the fp16 / FP8 E4M3 headroom (limit / M)."""
+    from ..limits import FP8_E4M3_MAX, FP16_MAX
+
+    m = view.summary.get("M")
+    return {
+        "M": m,
+        "kinds": kind_maxima(view),
+        "fp16_headroom": FP16_MAX / m if m else None,
+        "fp8_e4m3_headroom": FP8_E4M3_MAX / m if m else None,
+    }
+
+
+def expand_series(paths: list) -> list:
+    """Run directories, with a Monitor's series directory replaced by its step runs in order."""
+    from pathlib import Path
+
+    out = []
+    for p in map(Path, paths):
+        if (p / SERIES).is_file():
+            steps = sorted(d for d in p.glob("step-*") if (d / "run.json").is_file())
+            if not steps:
+                raise UserError(f"series {p} holds no step runs", "write them with Monitor(..., out=DIR)")
+            out += steps
+        else:
+            out.append(p)
+    return out
+
+
+def trend(views: list[RunView]) -> dict:
+    """{"x_label", "points"}: one point per run, x = training step when every run has one
+    (Monitor runs; sorted by it), else the run's label in the order given (checkpoints)."""
+    steps = [(v.manifest.get("training") or {}).get("step") for v in views]
+    by_step = all(isinstance(s, int) for s in steps)
+    pairs = sorted(zip(steps, views), key=lambda p: p[0]) if by_step else list(zip(steps, views))
+    points = [
+        {"x": s if by_step else v.label, "model": v.label, "run": str(v.path), **trend_point(v)}
+        for s, v in pairs
+    ]
+    return {"x_label": "training step" if by_step else "checkpoint", "points": points}
+
+
+def trend_markdown(result: dict) -> str:
+    kinds = list(dict.fromkeys(k for p in result["points"] for k in p["kinds"]))
+    head = [result["x_label"], "M", *(f"M {k}" for k in kinds), "fp16 headroom", "FP8 E4M3 headroom"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for p in result["points"]:
+        cells = [str(p["x"]), fmt_m(p["M"]), *(fmt_m(p["kinds"].get(k)) for k in kinds)]
+        cells += [_headroom(p["fp16_headroom"]), _headroom(p["fp8_e4m3_headroom"])]
+        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _headroom(v) -> str:
+    return "-" if v is None else f"x{v:.3g}"
+
+
+def trend_csv(result: dict) -> str:
+    kinds = list(dict.fromkeys(k for p in result["points"] for k in p["kinds"]))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["x", "model", "M", *(f"M_{k}" for k in kinds), "fp16_headroom", "fp8_e4m3_headroom", "run"])
+    for p in result["points"]:
+        w.writerow(
+            [p["x"], p["model"], p["M"], *(p["kinds"].get(k) for k in kinds)]
+            + [p["fp16_headroom"], p["fp8_e4m3_headroom"], p["run"]]
+        )
+    return buf.getvalue()
+
+
+TREND_FORMATS = {"markdown": trend_markdown, "csv": trend_csv, "json": to_json}

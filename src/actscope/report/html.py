@@ -28,8 +28,8 @@ from .verdicts import FORMATS, hist_error, verdicts
 TOP_ROWS = 25  # top activations listed per run
 
 
-def render_report(runs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
-    views = [RunView.measured(r) for r in runs]
+def render_report(runs: list[str | Path | RunView], out: str | Path, title: str | None = None) -> Path:
+    views = [r if isinstance(r, RunView) else RunView.measured(r) for r in runs]  # in-memory runs (API) too
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("actscope", "report/templates"),
         autoescape=True,  # every variable is escaped unless marked safe (only our SVG is)
@@ -244,6 +244,8 @@ def comparison_context(views: list[RunView]) -> dict:
         "rows": [[compare._cell(c, r.get(c)) for c in compare.COLUMNS] for r in result["rows"]],
         "ratios": result["ratios"],
         "chart": plots.compare_bars(result["rows"]),
+        # Runs of one training series (actscope.Monitor): M per kind against step, too.
+        "trend": plots.trend_lines(t) if (t := compare.trend(views))["x_label"] == "training step" else None,
     }
 
 

@@ -239,3 +239,29 @@ def quant_schemes(rows: list[dict], budget_db: float | None) -> str:
 def _finite_db(v: float) -> float:
     """Exact (infinite-SQNR) results drawn at 100 dB, off any realistic scale."""
     return 100.0 if v is None or not math.isfinite(v) else v
+
+
+def trend_lines(result: dict) -> str:
+    """M per site kind against training step (or checkpoint), log y, with the FP8 / fp16 limits."""
+    fig, ax = _figure()
+    points = result["points"]
+    numeric = result["x_label"] == "training step"
+    xs = [p["x"] for p in points] if numeric else list(range(len(points)))
+    kinds = list(dict.fromkeys(k for p in points for k in p["kinds"]))
+    vmax = 0.0
+    for kind in kinds:
+        pts = [(x, p["kinds"].get(kind)) for x, p in zip(xs, points, strict=True)]
+        pts = [(x, v) for x, v in pts if v and v > 0]
+        if pts:
+            vmax = max(vmax, max(v for _, v in pts))
+            ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, linewidth=1.4,
+                    color=kind_color(kind), label=kind)  # fmt: skip
+    _limits_lines(ax, vmax)
+    ax.set_yscale("log")
+    if not numeric:
+        ax.set_xticks(xs, [_plain_text(p["x"]) for p in points], fontsize=7, rotation=30, ha="right")
+    ax.set_xlabel(result["x_label"])
+    ax.set_ylabel("max |a| per site kind")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend_outside(ax, "site kind")
+    return to_svg(fig, f"max |a| per site kind by {result['x_label']}")
