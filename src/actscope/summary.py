@@ -91,7 +91,8 @@ def safety(hooked: list[dict], m: float, nonfinite: dict) -> dict:
     return {
         # float16 rounds |a| >= 65,520 to inf; 65,504 itself is representable
         "fp16_safe": m < FP16_OVERFLOW and not bad,
-        "fp16_headroom": FP16_MAX / m if m else None,
+        # a run with inf/nan has a lower bound of M only: no headroom to speak of
+        "fp16_headroom": FP16_MAX / m if m and not bad else None,
         "sites_over_fp16": [r["site"] for r in hooked if r["absmax"] >= FP16_OVERFLOW],
         "sites_over_fp8_e4m3": len([r for r in hooked if r["absmax"] > FP8_E4M3_MAX]),
         "sites_over_fp8_e5m2": len([r for r in hooked if r["absmax"] > FP8_E5M2_MAX]),

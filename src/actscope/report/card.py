@@ -30,6 +30,9 @@ def card_fields(view: RunView) -> dict:
         "model_type": view.model.get("model_type"),
         "parameters": view.n_params,
         "max_abs_activation": s.get("M"),
+        # inf/nan measured: M covers finite values only and the true peak is higher
+        "max_abs_activation_is_lower_bound": bool(s.get("M_lower_bound")),
+        "partial_merge": view.manifest.get("shards_merged") if view.partial else None,
         "max_activation_signed": s.get("M_signed"),
         "location": {
             "site": loc.get("site"),
@@ -77,8 +80,13 @@ def card_markdown(view: RunView) -> str:
     else:
         fp16_note = "inf or nan measured"
     channels = ", ".join(str(x) for x in f["massive_channels"][:12]) or "none"
+    m_text = f"{fmt_m(f['max_abs_activation'])} (signed {fmt_m(f['max_activation_signed'])})"
+    if f["max_abs_activation_is_lower_bound"]:
+        m_text = f"≥ {m_text}, a lower bound: inf/nan measured in {md_cell(f['measured_dtype'])}"
+    if f["partial_merge"]:
+        m_text += f"; partial: {md_cell(f['partial_merge'])} shards merged"
     rows = [
-        ("max \\|a\\| (M)", f"{fmt_m(f['max_abs_activation'])} (signed {fmt_m(f['max_activation_signed'])})"),
+        ("max \\|a\\| (M)", m_text),
         (
             "location",
             f"{md_cell(location(loc['kind'], loc['layer']))} ({md_code(loc['site'])}), channel {loc['channel']}",

@@ -73,6 +73,8 @@ def run_row(view: RunView) -> dict:
         "arch": "MoE" if view.is_moe else "dense",
         "dtype": view.dtype,
         "M": m,
+        "M_lower_bound": bool(s.get("M_lower_bound")),
+        "partial": view.partial,
         "M_signed": s.get("M_signed"),
         "location": location(loc.get("kind"), loc.get("layer")) if m is not None else "-",
         "site": loc.get("site"),
@@ -216,7 +218,12 @@ def to_markdown(result: dict) -> str:
         "|" + "|".join("---" for _ in cols) + "|",
     ]
     for r in result["rows"]:
-        lines.append("| " + " | ".join(md_cell(_cell(c, r.get(c))) for c in cols) + " |")
+        cells = [_cell(c, r.get(c)) for c in cols]
+        if r.get("M_lower_bound") and "M" in cols:  # an overflowed run: M is a lower bound
+            cells[cols.index("M")] = "≥ " + cells[cols.index("M")] + " (lower bound)"
+        if r.get("partial") and "model" in cols:
+            cells[cols.index("model")] += " (partial merge)"
+        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     if result["ratios"]:
         lines += ["", "| ratio | M_a / M_b | log10 |", "|---|---|---|"]
         for q in result["ratios"]:

@@ -60,6 +60,7 @@ def run_context(view: RunView, index: int) -> dict:
         "label": view.label,
         "path": str(view.path),
         "status": view.manifest.get("status"),
+        "partial": view.manifest.get("shards_merged") if view.partial else None,
         "has_M": s.get("M") is not None,
         "meta": metadata(view),
         "quant": quant_context(view),

@@ -48,6 +48,11 @@ def print_summary(
         if tokens
         else f"corpus {corpus}"
     )
+    if manifest.get("status") == "partial":
+        con.print(
+            f"[bold yellow]PARTIAL[/]: a merge of {term(str(manifest.get('shards_merged')))} shards "
+            f"(missing {term(', '.join(manifest.get('shards_missing') or []))}): the numbers cover part of the corpus"
+        )
     if s.get("M") is None:
         con.print("[red]no finite activation measured[/]")
         return
