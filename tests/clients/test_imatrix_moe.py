@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from llamafiles import NO_MODEL, THREADS, llama_statistics, measure_tiny_moe, our_statistics
 
-from actscope.adapters.moe import expert_load
 from actscope.cli import main
 from actscope.report.export import export
 from actscope.report.imatrix import read_dat
 from actscope.report.rundata import RunView
+from actscope.summary import expert_load
 
 EXPS = ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps")
 
