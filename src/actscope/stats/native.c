@@ -180,8 +180,9 @@ static void row_sums(const float *row, int64_t C, int bad, double *c1, double *c
             t1 += e, t2 += e2, t3 = fma(e2, e, t3), t4 = fma(e2, e2, t4), n++;
         }
     }
-    const double m = t1 / n, m2 = m * m; /* mean - K */
-    double r[5] = {n, K + m, t2 - m * t1, t3 - 3 * m * t2 + 2 * n * m2 * m, t4 - 4 * m * t3 + 6 * m2 * t2 - 3 * n * m2 * m2};
+    const double m = t1 / n, m2 = m * m; /* mean - K; then the sums of powers of a - mean */
+    double r[5] = {n, K + m, t2 - m * t1, t3 - 3 * m * t2 + 2 * n * m2 * m,
+                   t4 - 4 * m * t3 + 6 * m2 * t2 - 3 * n * m2 * m2};
     moments_merge(mom, r);
 }
 
