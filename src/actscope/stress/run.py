@@ -29,7 +29,7 @@ from .progress import StepProgress
 from .search_corpus import CorpusSearch
 from .search_grad import GRAD_COST, GradSearch
 from .seeds import seed_bodies
-from .table import kind_table
+from .table import entry_value, kind_table
 from .tokens import allowed_ids, bos_prefix, decode, retokenize
 
 # What a quantized or fp16 deployment has to hold: linear inputs (what W8A8 / FP8 kernels
@@ -96,6 +96,8 @@ def run_stress(cfg: StressConfig, *, loaded=None) -> dict:
             _drive(cfg, out, searches, state)
             entries = _worst(out, searches, tok, prefix)
         worst_view = _remeasure(cfg, out, loaded)
+        for i, e in enumerate(entries):  # the value measure gives for each entry, next to the search's
+            e["measured"] = entry_value(worst_view, i, e["site"], first) if e["site"] else None
         result = {
             "model": cfg.model, "from_run": str(corpus_view.path), "kinds": kinds, "first_position": first,
             "length": cfg.length, "budget": cfg.budget, "seed": cfg.seed, "entries": entries,

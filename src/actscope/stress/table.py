@@ -29,7 +29,7 @@ def later_peak(view, kind: str, first: int) -> float | None:
     assert n_samples * first < TOPK_ROWS, "top-k rows cannot hold every sample's early positions"
     vals = [
         abs(t["value"])
-        for site in kind_sites(view, kind)
+        for site in {view.source(s) for s in kind_sites(view, kind)}  # an alias's rows are its source's
         for t in view.topk_by_site.get(site, [])
         if t["pos"] >= first
     ]
@@ -79,3 +79,21 @@ def kind_table(corpus_view, worst_view, kinds: list[str], first: int) -> list[di
             "saturation": {s: worst_sites[s] / calibrated[s] for s in saturated},
         })  # fmt: skip
     return rows
+
+
+def entry_value(view, sample: int, site: str, first: int) -> float | None:
+    """A worst.jsonl entry's max|a| at its site over positions >= first, as the run measured it.
+
+    first == 0: the samples table (exact). Otherwise the site's top-k rows of that sample at
+    positions >= first: if any is there, its best one is too (top-k holds the largest tokens),
+    so the value is exact; None when the sample falls below the site's top-k."""
+    src = view.source(site)
+    if first == 0:
+        col = view.sample_max().get(src)
+        return (
+            None if col is None else float(col[list(view.samples.column("sample").to_numpy()).index(sample)])
+        )
+    vals = [
+        abs(t["value"]) for t in view.topk_by_site.get(src, []) if t["sample"] == sample and t["pos"] >= first
+    ]
+    return max(vals, default=None)
