@@ -70,3 +70,14 @@ def test_resume_with_a_larger_budget_equals_one_straight_run(setup, tmp_path):
     assert all(s["passes"] > 0 for s in state["searches"].values())
     with pytest.raises(RunDirError, match="another model, corpus run or settings"):
         run_stress(_cfg(setup, tmp_path / "b", budget=500, seed=7, resume=True), loaded=loaded)
+
+
+def test_report_gains_a_worst_case_section(setup, tmp_path):
+    res = run_stress(_cfg(setup, tmp_path / "s", budget=300), loaded=planted())
+    assert main(["report", str(tmp_path / "s" / "run"), "-o", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "Worst case (actscope stress)" in html
+    for row in res["table"]:
+        assert f"<td>{row['kind']}</td>" in html
+    assert main(["report", str(setup / "run"), "-o", str(tmp_path / "plain.html")]) == 0
+    assert "Worst case" not in (tmp_path / "plain.html").read_text()  # no stress result: no section
