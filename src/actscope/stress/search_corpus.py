@@ -53,7 +53,7 @@ class CorpusSearch:
     def _child(self) -> list[int]:
         body = self._parent()
         if len(self.pop) > 1 and pick(self.g, 2):
-            other, cut = self._parent(), 1 + pick(self.g, len(body) - 1) if len(body) > 1 else 0
+            other, cut = self._parent(), 1 + pick(self.g, len(body) - 1)  # length >= 2 (StressConfig)
             body = body[:cut] + other[cut:]
         for _ in range(1 + pick(self.g, 2)):
             j = self.positions[pick(self.g, len(self.positions))]
