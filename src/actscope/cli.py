@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "actscope.cli_corpus",
     "actscope.cli_report",
     "actscope.cli_quant",
+    "actscope.cli_stress",
 )
 
 

@@ -23,6 +23,7 @@ from . import compare, plots
 from .compare import fmt_pct
 from .quantview import quant_context
 from .rundata import RunView, massive_channels, split_context
+from .stressview import stress_context
 from .verdicts import FORMATS, hist_error, verdicts
 
 TOP_ROWS = 25  # top activations listed per run
@@ -64,6 +65,7 @@ def run_context(view: RunView, index: int) -> dict:
         "has_M": s.get("M") is not None,
         "meta": metadata(view),
         "quant": quant_context(view),
+        "stress": stress_context(view),
     }
     if not ctx["has_M"]:
         return ctx
