@@ -112,7 +112,7 @@ def massive_summary(hooked: list[dict], view) -> dict:
     return {
         "per_token_median": {
             "elements": sum(r["massive_elements"] for r in hooked),
-            "tokens": sum(r["massive_tokens"] for r in hooked),
+            "token_sites": sum(r["massive_tokens"] for r in hooked),  # a sum over sites
             "lower_bound": any(r["massive_lower_bound"] for r in hooked),
         },
         "layer_median": {"elements_lo": layer_wide_lo, "elements_hi": layer_wide_hi},

@@ -113,7 +113,7 @@ def _safety(con: Console, s: dict) -> None:
     lw = mas["layer_median"]
     bound = " (lower bound)" if pt["lower_bound"] else ""
     con.print(
-        f"  massive activations ({mas['criterion']}): {pt['elements']:,} elements in {pt['tokens']:,} token-sites "
+        f"  massive activations ({mas['criterion']}): {pt['elements']:,} elements in {pt['token_sites']:,} token-sites "
         f"with the per-token median{bound}; {lw['elements_lo']:,}-{lw['elements_hi']:,} with the layer-wide median"
     )
     ex = s.get("experts")

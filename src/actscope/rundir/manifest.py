@@ -71,7 +71,7 @@ SUMMARY_SPEC = {
         "advice": OPT_STR,
     },
     "massive": {
-        "per_token_median": {"elements": int, "tokens": int, "lower_bound": bool},
+        "per_token_median": {"elements": int, "token_sites": int, "lower_bound": bool},
         "layer_median": {"elements_lo": int, "elements_hi": int},
         "criterion": str,
     },

@@ -41,7 +41,8 @@ SITE_STAT_MEANINGS = {
     "absmax": "max\\|a\\| over finite values",
     "absmax_signed": "the signed value of absmax",
     "zero_channels": "channels exactly 0 on every token (MoE routing sites: experts that got no token)",
-    "mean": "mean (null when a nonfinite value occurred)",
+    "nonfinite_channels": "channels that held a nan or inf",
+    "mean": "mean of the finite elements",
     "std": "standard deviation",
     "rms": "root mean square",
     "kurtosis": "excess kurtosis (central)",
@@ -49,7 +50,7 @@ SITE_STAT_MEANINGS = {
     "neginf": "-inf elements",
     "nan": "nan elements",
     "massive_elements": "massive activations (Sun et al., per-token median)",
-    "massive_tokens": "tokens holding at least one massive activation",
+    "massive_tokens": "tokens holding at least one massive activation (at this site)",
     "massive_lower_bound": "true when the massive counts are lower bounds",
     "tokens_over_100": "tokens with max\\|a\\| > 100",
 }
@@ -58,7 +59,8 @@ CHANNEL_HEAD = (
     ("channel", "int64", "channel index"),
 )
 CHANNEL_MEANINGS = {
-    "absmax": "max\\|a\\| of the channel",
+    "absmax": "max\\|a\\| of the channel's finite values",
+    "nonfinite": "nan and inf elements in the channel",
     "mean": "mean of the channel",
     "rms": "rms of the channel",
     "sum_sq": "sum of x^2 (what llama.cpp's imatrix stores)",

@@ -46,8 +46,9 @@ def collect(acc) -> Results:
         r = SiteResult()
         for s in acc.stats[name]:
             r.scalars.update(s.result())
-        for s in acc.stats[name]:
-            r.channels.update(s.channel_result(r.scalars))
+        for s in acc.stats[name]:  # a statistic may read what those before it gave (channel_*)
+            seen = {f"channel_{k}": v for k, v in r.channels.items()}
+            r.channels.update(s.channel_result({**r.scalars, **seen}))
             if s.table is not None:
                 r.tables[s.table] = s.table_data()
         sites[name] = r

@@ -35,8 +35,9 @@ class Extrema(Statistic):
         "absmax": "float64",
         "absmax_signed": "float64",
         "zero_channels": "int64",
+        "nonfinite_channels": "int64",
     }
-    channel_columns = {"absmax": "float64"}
+    channel_columns = {"absmax": "float64", "nonfinite": "int64"}
 
     def __init__(self, channels, n_samples, device):
         super().__init__(channels, n_samples, device)
@@ -78,4 +79,4 @@ class Extrema(Statistic):
         }
 
     def channel_result(self, site: dict) -> dict:
-        return {"absmax": self.ch_absmax.cpu().double().numpy()}
+        return {"absmax": self.ch_absmax.cpu().double().numpy(), "nonfinite": self.ch_nonfinite.cpu().numpy()}

@@ -84,7 +84,12 @@ class Moments(Statistic):
         return {"mean": mean, "std": math.sqrt(var), "rms": math.sqrt(var + mean * mean), "kurtosis": kurt}
 
     def channel_result(self, site: dict) -> dict:
-        """Per-channel mean and rms over the site's real tokens (site["tokens"]), and sum x^2."""
-        tokens = max(int(site["tokens"]), 1)
+        """Per-channel mean and rms over the channel's finite values (the site's tokens less the
+        channel's nonfinite count, from the extrema before it), and sum x^2 of the finite values."""
+        nonfinite = site.get("channel_nonfinite")
+        n = torch.full((self.channels,), int(site["tokens"]), dtype=torch.float64)
+        if nonfinite is not None:
+            n -= torch.from_numpy(nonfinite).double()
+        n = n.clamp(min=1)
         s1, s2 = self.ch_s1.cpu(), self.ch_s2.cpu()
-        return {"mean": (s1 / tokens).numpy(), "rms": (s2 / tokens).sqrt().numpy(), "sum_sq": s2.numpy()}
+        return {"mean": (s1 / n).numpy(), "rms": (s2 / n).sqrt().numpy(), "sum_sq": s2.numpy()}
