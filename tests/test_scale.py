@@ -98,7 +98,7 @@ def test_merge_refuses_runs_of_different_models(tmp_path, model_dir, corpus_file
     other = tmp_path / "other-model"
     tiny_model("llama", seed=4).save_pretrained(other)
     char_tokenizer().save_pretrained(other)
-    base = dict(corpus=str(corpus_file), progress=False)
+    base = dict(corpus=str(corpus_file), progress=False, max_batch=4)  # several batches: every shard gets one
     a = measure(MeasureConfig(model=str(model_dir), out=str(tmp_path / "a"), shard=(0, 2), **base))
     b = measure(MeasureConfig(model=str(other), out=str(tmp_path / "b"), shard=(1, 2), **base))
     with pytest.raises(RunDirError, match="different models"):
@@ -108,6 +108,23 @@ def test_merge_refuses_runs_of_different_models(tmp_path, model_dir, corpus_file
     )
     with pytest.raises(RunDirError, match="different dtypes"):
         merge_runs([a, c], tmp_path / "m")
+
+
+def test_a_shard_without_a_batch_is_refused(tmp_path, model_dir, corpus_file):
+    """The whole corpus fits one batch: shard 1/2 would measure nothing and look complete (issue 15.5)."""
+    from actscope.errors import UserError
+
+    with pytest.raises(UserError, match="shard 1/2 gets no batch"):
+        measure(
+            MeasureConfig(
+                model=str(model_dir),
+                corpus=str(corpus_file),
+                out=str(tmp_path / "s"),
+                shard=(1, 2),
+                progress=False,
+            )
+        )
+    assert not (tmp_path / "s" / "run.json").exists()
 
 
 def test_torchrun_two_processes_equal_one(tmp_path, model_dir, corpus_file):

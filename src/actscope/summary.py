@@ -170,7 +170,7 @@ def outlier_features(view) -> dict:
     chans = np.nonzero(share >= 0.25)[0]
     return {
         "channels": [int(c) for c in chans],
-        "layers": {int(c): int(hit[:, c].sum()) for c in chans},
+        "layers": {str(c): int(hit[:, c].sum()) for c in chans},  # JSON object keys are strings
         "layers_measured": len(by_layer),
         "site_kind": "linear_input",
         "criterion": (
