@@ -65,6 +65,16 @@ def _yes_no(v) -> str:
     return "yes" if v else "no"
 
 
+def _m_text(f: dict) -> str:
+    """M, marked as a lower bound for an overflowed run and as partial for a partial merge."""
+    text = f"{fmt_m(f['max_abs_activation'])} (signed {fmt_m(f['max_activation_signed'])})"
+    if f["max_abs_activation_is_lower_bound"]:
+        text = f"≥ {text}, a lower bound: inf/nan measured in {md_cell(f['measured_dtype'])}"
+    if f["partial_merge"]:
+        text += f"; partial: {md_cell(f['partial_merge'])} shards merged"
+    return text
+
+
 def card_markdown(view: RunView) -> str:
     f = card_fields(view)
     if f["max_abs_activation"] is None:
@@ -80,13 +90,8 @@ def card_markdown(view: RunView) -> str:
     else:
         fp16_note = "inf or nan measured"
     channels = ", ".join(str(x) for x in f["massive_channels"][:12]) or "none"
-    m_text = f"{fmt_m(f['max_abs_activation'])} (signed {fmt_m(f['max_activation_signed'])})"
-    if f["max_abs_activation_is_lower_bound"]:
-        m_text = f"≥ {m_text}, a lower bound: inf/nan measured in {md_cell(f['measured_dtype'])}"
-    if f["partial_merge"]:
-        m_text += f"; partial: {md_cell(f['partial_merge'])} shards merged"
     rows = [
-        ("max \\|a\\| (M)", m_text),
+        ("max \\|a\\| (M)", _m_text(f)),
         (
             "location",
             f"{md_cell(location(loc['kind'], loc['layer']))} ({md_code(loc['site'])}), channel {loc['channel']}",

@@ -48,11 +48,7 @@ def print_summary(
         if tokens
         else f"corpus {corpus}"
     )
-    if manifest.get("status") == "partial":
-        con.print(
-            f"[bold yellow]PARTIAL[/]: a merge of {term(str(manifest.get('shards_merged')))} shards "
-            f"(missing {term(', '.join(manifest.get('shards_missing') or []))}): the numbers cover part of the corpus"
-        )
+    _partial(con, manifest)
     if s.get("M") is None:
         con.print("[red]no finite activation measured[/]")
         return
@@ -95,6 +91,14 @@ def _overflow_advice(dtype: str) -> str:
     if dtype == "float32":
         return "this run is already float32, so the weights or the model's code produce them (check the checkpoint)"
     return "measure in float32 or bfloat16"
+
+
+def _partial(con: Console, manifest: dict) -> None:
+    if manifest.get("status") == "partial":
+        con.print(
+            f"[bold yellow]PARTIAL[/]: a merge of {term(str(manifest.get('shards_merged')))} shards "
+            f"(missing {term(', '.join(manifest.get('shards_missing') or []))}): the numbers cover part of the corpus"
+        )
 
 
 def _safety(con: Console, s: dict) -> None:
