@@ -230,7 +230,7 @@ def test_interrupt_while_writing_the_final_tables_says_resume(tmp_path, corpus_f
 
     from actscope import cli, runner
 
-    real = runner.write_results
+    real = runner.complete_run
 
     def interrupted_write(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)
@@ -238,11 +238,11 @@ def test_interrupt_while_writing_the_final_tables_says_resume(tmp_path, corpus_f
 
     out = tmp_path / "o"
     argv = ["measure", "smollm2-135m", "--corpus", str(corpus_file), "--sites", "embed.out", "-o", str(out)]
-    monkeypatch.setattr(runner, "write_results", interrupted_write)
+    monkeypatch.setattr(runner, "complete_run", interrupted_write)
     assert cli.main([*argv, "--no-progress"]) == 130
     err = capsys.readouterr().err
     assert "state saved in" in err and "--resume" in err, err
-    monkeypatch.setattr(runner, "write_results", real)
+    monkeypatch.setattr(runner, "complete_run", real)
     assert cli.main([*argv, "--no-progress", "--resume"]) == 0
     assert '"status": "complete"' in (out / "run.json").read_text()
 
