@@ -8,12 +8,23 @@ from .errors import UserError
 
 
 @dataclass(frozen=True)
-class MeasureConfig:
+class ModelOptions:
+    """How a model source is loaded (engine.MODEL_FIELDS): every config that loads one has these."""
+
+    dtype: str | None = None  # float32 | bfloat16 | float16; default per device
+    device: str | None = None
+    cache_dir: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    device_map: str | None = None
+    max_memory: dict | None = field(default=None, hash=False)
+
+
+@dataclass(frozen=True)
+class MeasureConfig(ModelOptions):
     model: str = "gemma-3-270m"
     corpus: str = "quick"
     out: str | None = None  # run directory; default runs/<model>-<corpus>
-    dtype: str | None = None  # float32 | bfloat16 | float16; default per device
-    device: str | None = None
     sites: str | None = None  # kinds, presets or globs (sites.select_sites)
     max_length: int = 2048
     overflow: str = "truncate"  # or "window"
@@ -26,11 +37,6 @@ class MeasureConfig:
     resume: bool = False
     checkpoint_every: int = 20  # batches between accumulator checkpoints
     shard: tuple[int, int] | None = None  # (i, N): measure the i-th of N deterministic slices
-    cache_dir: str | None = None
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
-    device_map: str | None = None
-    max_memory: dict | None = field(default=None, hash=False)
     download: bool = False  # fetch a Hub id's safetensors and tokenizer (models/hub.py)
     revision: str | None = None  # Hub branch, tag or commit; pinned to its commit
     progress: bool = True

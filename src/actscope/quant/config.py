@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from ..config import ModelOptions
 from ..errors import UserError
 from .recommend import Budget
 from .scheme import DEFAULT_E2E, DEFAULT_SCHEMES, parse_scheme
 
 
 @dataclass(frozen=True)
-class QuantConfig:
+class QuantConfig(ModelOptions):
     target: str = "gemma-3-270m"  # run directory (has run.json) or model source
     corpus: str | None = None  # default: the run's corpus, else "quick"
     out: str | None = None  # model targets: run directory to write (default runs/<model>-<corpus>)
@@ -26,13 +27,6 @@ class QuantConfig:
     e2e_token_budget: int = 512  # padded tokens per batch end to end (logits are B x S x vocab)
     budget: Budget = Budget()
     recommend: bool = True
-    dtype: str | None = None
-    device: str | None = None
-    cache_dir: str | None = None
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
-    device_map: str | None = None
-    max_memory: dict | None = field(default=None, hash=False)
 
     def __post_init__(self):
         for spec in (*self.schemes, *self.e2e):

@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import engine
-from ..config import MeasureConfig
+from ..config import MeasureConfig, ModelOptions
 from ..errors import Interrupted, RunDirError, UserError
 from ..rundir import RunLock, RunView, atomic_write_text
 from ..sites import KINDS
@@ -40,7 +40,7 @@ STATE_FILE = "stress-state.json"
 
 
 @dataclass(frozen=True)
-class StressConfig:
+class StressConfig(ModelOptions):
     model: str = "gemma-3-270m"
     out: str = "runs/stress"
     kinds: tuple[str, ...] = DEFAULT_KINDS
@@ -54,13 +54,6 @@ class StressConfig:
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
-    dtype: str | None = None
-    device: str | None = None
-    cache_dir: str | None = None
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
-    device_map: str | None = None
-    max_memory: dict | None = field(default=None, hash=False)
 
     def __post_init__(self):
         bad = [k for k in self.kinds if k not in KINDS]
