@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from actscope.cache import cache_root
 from actscope.errors import UserError
 from actscope.models import load_model, resolve_source
-from actscope.models.cache import cache_root
 from actscope.models.gguf_convert import META_FILE
 
 pytestmark = pytest.mark.slow
@@ -120,7 +120,7 @@ def test_sigkill_leftover_is_swept_on_the_next_start(tmp_path):
 
 
 def test_live_temporary_is_not_swept(tmp_path):
-    from actscope.models.cache import atomic_dir, sweep_stale
+    from actscope.cache import atomic_dir, sweep_stale
 
     with atomic_dir(tmp_path / "entry") as tmp:
         (tmp / "x").write_text("being written")

@@ -12,7 +12,7 @@ from functools import lru_cache
 from importlib.resources import files
 
 from ..errors import CorpusError
-from .sources import Corpus, Sample
+from .types import Corpus, Sample
 
 PROFILES = ("quick", "standard", "full")
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ..errors import CorpusError
 from ..registry import Registry
-from .sources import Corpus, Sample
+from .profiles import profile_manifest
+from .types import Corpus, Sample
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,6 @@ def _built_profile(path: Path) -> dict:
         return {}
     if name not in full.get("profiles", {}):
         return {}
-    from .profiles import profile_manifest
-
     return {**profile_manifest(full, name), "kind": "built-profile"}
 
 

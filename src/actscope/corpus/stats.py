@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .sources import Corpus
+from .types import Corpus
 
 
 @dataclass

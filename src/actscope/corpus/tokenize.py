@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from ..errors import UserError
-from .sources import Corpus
+from .types import Corpus
 
 log = logging.getLogger(__name__)
 

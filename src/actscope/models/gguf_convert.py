@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
+from ..cache import LOCK_FILE, atomic_dir, cached_sha256, remember_sha256, sha256_file
 from ..errors import ModelError
-from .cache import LOCK_FILE, atomic_dir, cached_sha256, remember_sha256, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cache import cache_root, cached_sha256
 from ..errors import ModelError
 from . import gguf_convert
-from .cache import cache_root, cached_sha256
 from .zoo import ZOO, ZooEntry
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cache import atomic_file, cached_sha256
 from ..errors import ModelError
 from ..registry import Registry
-from .cache import atomic_file, cached_sha256
 
 
 @dataclass(frozen=True)

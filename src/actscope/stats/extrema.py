@@ -54,8 +54,8 @@ class Extrema(Statistic):
         n, c = v.ctx.n_rows, v.full.shape[1]
         self.elements += n * c
         self.tokens += n
-        self.min = torch.minimum(self.min, p.sd[0])  # finite elements only (module doc)
-        self.max = torch.maximum(self.max, p.sd[1])
+        self.min = torch.minimum(self.min, p.finite_min)  # finite elements only (module doc)
+        self.max = torch.maximum(self.max, p.finite_max)
         self.ch_absmax = torch.maximum(self.ch_absmax, p.ch_max)
         self.ch_nonfinite += p.ch_nonfinite
 

@@ -70,6 +70,36 @@ class Partials:
     mom: torch.Tensor  # (5,) f64 count, mean, M2, M3, M4 of the finite elements (moments.py)
     si: torch.Tensor  # (5,) i64 rows with max|a| > 100, candidates, massive elements, massive rows, unchecked
 
+    # sd and si are packed (one tensor each, so the native kernel fills them in one call);
+    # statistics read them by these names.
+    @property
+    def finite_min(self) -> torch.Tensor:
+        return self.sd[0]
+
+    @property
+    def finite_max(self) -> torch.Tensor:
+        return self.sd[1]
+
+    @property
+    def rows_over_100(self) -> torch.Tensor:
+        return self.si[0]
+
+    @property
+    def massive_candidates(self) -> torch.Tensor:  # rows whose max|a| could reach 1000 x median
+        return self.si[1]
+
+    @property
+    def massive_elements(self) -> torch.Tensor:
+        return self.si[2]
+
+    @property
+    def massive_rows(self) -> torch.Tensor:
+        return self.si[3]
+
+    @property
+    def unchecked_rows(self) -> torch.Tensor:  # candidates whose median was not computed
+        return self.si[4]
+
 
 FIELDS = tuple(f.name for f in fields(Partials))
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from ..cache import cache_root
 from . import histogram as H
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,6 @@ def _build() -> ctypes.CDLL:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
-    from ..models.cache import cache_root
-
     out_dir = cache_root() / "kernels"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -69,11 +69,10 @@ class Massive(Statistic):
 
     def update(self, v: SiteView) -> None:
         p = v.p
-        si = p.si  # rows > 100, candidates, massive elements, massive rows, unchecked
-        self.tokens_over_100 += si[0]
-        self.massive_elements += si[2]
-        self.massive_tokens += si[3]
-        self.unchecked_tokens += si[4]
+        self.tokens_over_100 += p.rows_over_100
+        self.massive_elements += p.massive_elements
+        self.massive_tokens += p.massive_rows
+        self.unchecked_tokens += p.unchecked_rows
         self.ch_massive += p.ch_massive
         self.ch_ge6 += p.ch_ge6
 

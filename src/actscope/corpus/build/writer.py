@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from ..sources import Corpus, Sample
+from ..types import Corpus, Sample
 from .assemble import Candidate
 from .spec import SOURCES, SourceSpec
 

