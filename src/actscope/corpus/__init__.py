@@ -1,6 +1,6 @@
 """Corpora: where texts come from, how they become token batches.
 
-Sample, Corpus                               (types.py: the values)
+Sample, Corpus                              (types.py: the values)
 load_corpus(spec) -> Corpus                 (sources.py: profiles and user files)
 tokenize_corpus(corpus, tokenizer, ...) -> list[Sequence]   (tokenize.py)
 make_batches(sequences, ...) -> list[Batch]                 (batching.py)
