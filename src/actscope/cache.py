@@ -17,6 +17,7 @@ that a killed run left behind are swept on the next start (`sweep_stale`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -169,6 +170,22 @@ def atomic_file(target: Path) -> Iterator[Path]:
     finally:
         os.close(fd)
         tmp.unlink(missing_ok=True)
+
+
+def scratch_dir(root: Path, name: str) -> Path:
+    """A temporary directory in the cache root for this process's lifetime (accelerate's disk
+    offload: model-sized). Removed at exit; its lock is held until then, so when SIGKILL skips
+    the removal, the next start's `sweep_stale` finds it unlocked and removes it."""
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
+    lock = os.open(tmp / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel when the process ends
+
+    def remove() -> None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(lock)
+
+    atexit.register(remove)
+    return tmp
 
 
 def sweep_stale(root: Path) -> list[Path]:

@@ -142,3 +142,30 @@ def test_cache_dir_that_is_a_file(tmp_path, monkeypatch, how):
         cache_root(f if how == "flag" else None)
     with pytest.raises(UserError, match="cannot be used"):
         cache_root(f / "below")
+
+
+def test_offload_scratch_is_removed_at_exit_and_swept_after_sigkill(tmp_path):
+    """accelerate's disk-offload folder lives in the cache root: gone when the process
+    exits, and a SIGKILLed process's folder is swept by the next start (not left in /tmp)."""
+    code = (
+        "import sys, time; from pathlib import Path; from actscope.cache import scratch_dir\n"
+        "d = scratch_dir(Path(sys.argv[1]), 'offload'); (d / 'w.bin').write_bytes(b'0' * 64)\n"
+        "print(d, flush=True); time.sleep(float(sys.argv[2]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path), "0"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not Path(done.stdout.strip()).exists()  # removed at a normal exit
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path), "60"], stdout=subprocess.PIPE, text=True
+    )
+    left = Path(proc.stdout.readline().strip())
+    assert left.is_dir() and left.parent == tmp_path
+    time.sleep(2.5)  # past the grace period between creating a temporary and locking it
+    cache_root(tmp_path)
+    assert left.is_dir()  # still locked by the live process: kept
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert left.is_dir()  # SIGKILL runs no cleanup
+    cache_root(tmp_path)
+    assert not left.exists()

@@ -187,7 +187,9 @@ def load_model(
     context = getattr(config, "max_position_embeddings", None)
     if isinstance(context, int) and context > 0:
         setattr(tokenizer, CONTEXT_ATTR, context)  # corpus.tokenize warns past it
-    model = weights.load(src, config, torch_dtype, device, trust_remote_code, device_map, max_memory)
+    model = weights.load(
+        src, config, torch_dtype, device, trust_remote_code, device_map, max_memory, cache_dir
+    )
     info = {"source": source, "kind": src.kind, **src.info}
     info.update(_model_info(model, config, torch_dtype, device, device_map))
     info.update(tokenizer_info(tokenizer))

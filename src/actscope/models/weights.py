@@ -9,15 +9,13 @@ not JSON) and non-finite weights are errors too.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..cache import cache_root, scratch_dir
 from ..errors import ModelError, UserError
 
 _SHOWN = 4  # tensor names named in an error, then "and N more"
@@ -41,7 +39,9 @@ def check_files(files: list[Path]) -> None:
             ) from err
 
 
-def load(src, config, dtype, device, trust_remote_code, device_map, max_memory) -> torch.nn.Module:
+def load(
+    src, config, dtype, device, trust_remote_code, device_map, max_memory, cache_dir=None
+) -> torch.nn.Module:
     """from_pretrained with every missing, unexpected or mismatched tensor an error."""
     from transformers import AutoModelForCausalLM
 
@@ -55,7 +55,11 @@ def load(src, config, dtype, device, trust_remote_code, device_map, max_memory) 
         ignore_mismatched_sizes=True,  # report them below, by name, instead of a RuntimeError
     )
     if device_map is not None:
-        kwargs.update(device_map=device_map, max_memory=max_memory, offload_folder=_offload_folder())
+        kwargs.update(
+            device_map=device_map,
+            max_memory=max_memory,
+            offload_folder=str(scratch_dir(cache_root(cache_dir), "offload")),
+        )
     try:
         with _quiet_load_report():
             model, info = AutoModelForCausalLM.from_pretrained(src.directory, **kwargs)
@@ -160,10 +164,3 @@ def _quiet_load_report():
         yield
     finally:
         hf_logging.set_verbosity(old)
-
-
-def _offload_folder() -> str:
-    """accelerate's disk offload scratch folder (model-sized), removed when the process exits."""
-    folder = tempfile.mkdtemp(prefix="actscope-offload-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
