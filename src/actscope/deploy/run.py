@@ -119,7 +119,7 @@ def deploy(cfg: DeployConfig) -> tuple[Path, dict]:
     if cfg.verify:
         from .verify import verify
 
-        record["verify"] = verify(out, view, plan)
+        record["verify"] = verify(out, view, plan, dtype)
         write_record(out, record)
     add_to_run(Path(cfg.run), _run_entry(out, record))
     return out, record

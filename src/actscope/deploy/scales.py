@@ -38,7 +38,7 @@ def round_up(scale: torch.Tensor, dtype: torch.dtype, target: torch.Tensor, qmax
     s = scale.to(dtype)
     inf = torch.tensor(float("inf"), dtype=dtype)
     for _ in range(4):  # one ulp always suffices after a round-to-nearest cast; the loop is a guard
-        short = s.double() * qmax < target.double()
+        short = (s.double() * qmax < target.double()) | (s <= 0)  # a zero scale would divide by 0
         if not bool(short.any()):
             return s
         s = torch.where(short, torch.nextafter(s, inf.expand_as(s)), s)

@@ -40,11 +40,11 @@ from .weights import channel_scale
 
 PROMPT = "The capital of France is"
 NEW_TOKENS = 8
-# Agreement of the reload with `actscope quant`'s prediction, in perplexity-change points:
-# the reload also quantizes the weights (quant's e2e keeps them float) and its scales come
-# from the whole run instead of quant's calibration split, so the two differ by the weight
-# error; TOLERANCE_PCT bounds that on these models (see docs/deploy.md for the measured gaps).
-TOLERANCE_PCT = 1.0
+# The reload against actscope's own simulation of the same checkpoint (same weights, same stored
+# scales, float32 compute on both sides): static FP8 agrees to the last digit on SmolLM2; the bound
+# leaves room for summation order only. Dynamic INT8 differs by rule: compressed-tensors' CPU
+# fake-quant divides the per-token max by 127.5 (range -128..127), actscope (and vLLM's kernel) by 127.
+SIM_TOLERANCE_PCT = 0.05
 
 
 def heldout(view):
@@ -75,7 +75,7 @@ def heldout(view):
     )
 
 
-def verify(out: Path, view, plan: Plan) -> dict:
+def verify(out: Path, view, plan: Plan, ckpt_dtype: torch.dtype) -> dict:
     from transformers import AutoModelForCausalLM
 
     from .. import engine
@@ -89,12 +89,12 @@ def verify(out: Path, view, plan: Plan) -> dict:
     tcfg = TokenizeConfig(bos=settings.get("bos", "auto"), max_length=max_length, overflow="truncate")
     seqs = tokenize_corpus(corpus, ref.tokenizer, tcfg)
     batches = make_batches(seqs, token_budget=max(budget, max_length), pad_id=engine.pad_id(ref.tokenizer))
-    sim = simulated(ref.model, plan)
+    sim = simulated(ref.model, plan, ckpt_dtype)
     with QuantizedLinearInputs(sim, _activation_map(plan)):
         got = compare_models(ref.model, {"reload": reload, "simulated": sim}, batches)
     del sim
     scales = evaluate_e2e(ref.model, batches, {"deploy_scales": _activation_map(plan)})
-    return {
+    out = {
         "samples": len(corpus),
         "positions": got["float"]["positions"],
         "float": _fig(got["float"]),
@@ -102,18 +102,26 @@ def verify(out: Path, view, plan: Plan) -> dict:
         "simulated": _fig(got["simulated"]),
         "deploy_scales": _fig(scales["deploy_scales"]),
         "quant": _prediction(view, plan),
-        "tolerance_ppl_change_pct": TOLERANCE_PCT,
+        "sim_tolerance_ppl_change_pct": SIM_TOLERANCE_PCT,
         "applies_input_quantization": applies_input_quantization(reload, plan),
         "generate": _generate(ref, reload),
     }
+    out["gaps"] = gaps(out)
+    return out
 
 
-def agrees(v: dict) -> bool | None:
-    """The reload's perplexity change within TOLERANCE_PCT of quant's prediction (None: no prediction)."""
-    q = v.get("quant")
-    if not q or q.get("ppl_change_pct") is None:
-        return None
-    return abs(v["reload"]["ppl_change_pct"] - float(q["ppl_change_pct"])) <= v["tolerance_ppl_change_pct"]
+def gaps(v: dict) -> dict:
+    """Perplexity-change differences (points) that explain the reload against quant's prediction:
+    reload - simulated (the consumer's runtime against actscope's arithmetic), simulated -
+    deploy_scales (what quantizing the weights adds), deploy_scales - quant (the run's scales
+    against quant's calibration-split scales; 0 for dynamic schemes)."""
+    r, s, d = (v[k]["ppl_change_pct"] for k in ("reload", "simulated", "deploy_scales"))
+    q = (v.get("quant") or {}).get("ppl_change_pct")
+    return {
+        "reload_vs_simulated": r - s,
+        "weights": s - d,
+        "scales_vs_quant": None if q is None else d - float(q),
+    }
 
 
 def _fig(r: dict) -> dict:
@@ -129,15 +137,18 @@ def _prediction(view, plan: Plan) -> dict | None:
     return None if not r else {"scheme": plan.scheme.quant_scheme, **_fig(r)}
 
 
-def simulated(model, plan: Plan):
+def simulated(model, plan: Plan, ckpt_dtype: torch.dtype):
     """A copy of the float model with the checkpoint's quantization done by actscope's own primitives:
-    weights rounded per channel (weights.channel_scale, quant/formats rounding); inputs by the hooks."""
+    every tensor rounded to the checkpoint's dtype, weights rounded per channel (weights.channel_scale,
+    quant/formats rounding); inputs by the hooks at the stored scales."""
     sim = copy.deepcopy(model)
     fmt = plan.scheme.fmt
     with torch.no_grad():
+        for p in sim.parameters():
+            p.copy_(p.to(ckpt_dtype).to(p.dtype))
         for m in plan.modules:
             w = sim.get_submodule(m).weight
-            scale = channel_scale(w, fmt, w.dtype)
+            scale = channel_scale(w.to(ckpt_dtype), fmt, ckpt_dtype)
             w.copy_(fmt.round(w.float() / scale.float()) * scale.float())
     return sim
 
