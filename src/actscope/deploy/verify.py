@@ -130,7 +130,7 @@ def _fig(r: dict) -> dict:
 
 def _prediction(view, plan: Plan) -> dict | None:
     q = view.quant or {}
-    if plan.scheme.keep:
+    if plan.scheme.name.startswith("recommended"):  # its keep-set ran under its own e2e key
         r = (q.get("recommendation") or {}).get("e2e")
     else:
         r = (q.get("e2e") or {}).get(parse_scheme(plan.scheme.quant_scheme).name)
