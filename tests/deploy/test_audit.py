@@ -49,3 +49,18 @@ def test_shrunk_scales_are_flagged_exactly(which, request, run_copy, tmp_path):
     assert {r["module"] for r in rows[:3]} == set(SHRUNK)  # worst first
     top = rows[0]
     assert 0 < top["clip_fraction"] < 1 and top["headroom"] == pytest.approx(0.5, rel=1e-2)
+
+
+def test_corpus_measures_the_checkpoints_own_model(ckpt_fp8, tmp_path, capsys):
+    """--corpus: the quantized checkpoint is loaded and measured (linear inputs) by the measure engine."""
+    import json
+
+    from actscope.cli import main
+
+    out, _ = ckpt_fp8
+    run = tmp_path / "own"
+    argv = ["audit", str(out), "--corpus", "quick", "--limit", "2", "--max-length", "16", "-o", str(run)]
+    assert main([*argv, "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["summary"]["modules"] == 210 and got["summary"]["measured"] == 210
+    assert RunView(run).model["source"] == str(out)
