@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "actscope.cli_report",
     "actscope.cli_quant",
     "actscope.cli_stress",
+    "actscope.cli_deploy",
 )
 
 

@@ -137,7 +137,10 @@ def check_max_memory(max_memory: dict | None) -> None:
 def _finite(p: torch.Tensor) -> bool:
     """One reduction pass, no boolean copy (25x faster than isfinite().all() on Gemma's
     embedding): nan propagates into both min and max, +-inf shows in one of them."""
-    lo, hi = torch.aminmax(p.detach())
+    t = p.detach()
+    if t.element_size() == 1:  # FP8 weights of a quantized checkpoint: torch has no aminmax for them
+        t = t.float()
+    lo, hi = torch.aminmax(t)
     return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
 
 

@@ -117,6 +117,23 @@ def evaluate_e2e(model: nn.Module, batches, schemes: dict[str, dict[str, Quantiz
     return out
 
 
+def compare_models(ref: nn.Module, others: dict[str, nn.Module], batches) -> dict[str, dict]:
+    """evaluate_e2e's figures for other models (a reloaded checkpoint) against `ref` on the same batches:
+    {"float": ..., name: {ce, ppl, kl, top1_agree, positions, deltas}}. The models share a tokenizer."""
+    device = input_device(ref)
+    sums = {name: torch.zeros(len(FIELDS), dtype=torch.float64, device=device) for name in ("float", *others)}
+    with torch.inference_mode():
+        for batch in batches:
+            ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
+            ref_lp, target = _next_token_rows(_logits(ref, ids, mask), ids, mask)
+            ref_top = ref_lp.argmax(-1)
+            sums["float"] += _terms(ref_lp, ref_lp, target, ref_top)
+            for name, model in others.items():
+                logp, _ = _next_token_rows(_logits(model, ids, mask).to(device), ids, mask)
+                sums[name] += _terms(ref_lp, logp, target, ref_top)
+    return _results(sums)
+
+
 def _logits(model, ids, mask) -> torch.Tensor:
     return model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # (B, S, V)
 

@@ -112,6 +112,7 @@ def card_markdown(view: RunView) -> str:
             f"{_yes_no(f['int8_per_tensor_safe'])} ({_detail(format_verdict(view, INT8))})",
         ),
         ("massive-activation channels (residual)", channels),
+        *_deploy_rows(view),
     ]
     lines = [
         BEGIN,
@@ -132,6 +133,29 @@ def card_markdown(view: RunView) -> str:
         END,
     ]
     return "\n".join(lines)
+
+
+def _deploy_rows(view: RunView) -> list[tuple[str, str]]:
+    """The latest deployed recipe and audit, when `actscope deploy` / `audit` recorded them."""
+    rows = []
+    if view.deployments:
+        d = view.deployments[-1]
+        v = (d.get("verify") or {}).get("reload")
+        fig = f"; reloaded: perplexity {v['ppl_change_pct']:+.2f}%, KL {v['kl']:.4f}" if v else ""
+        clip = d.get("clip") or "dynamic"
+        rows.append(
+            (
+                "deployed recipe",
+                f"{md_code(d['scheme'])} ({md_cell(d['format'])}, {md_cell(clip)} scales){fig}",
+            )
+        )
+    if view.audits:
+        a = view.audits[-1]
+        sat = len(a.get("saturating") or [])
+        rows.append(
+            ("audit", f"{md_cell(a['format'])} checkpoint: {sat} of {a['modules']} input scales saturate")
+        )
+    return rows
 
 
 def _db(v) -> str:

@@ -54,6 +54,18 @@ def render_report(runs: list[str | Path | RunView], out: str | Path, title: str 
 # ---- per-run context -------------------------------------------------------------
 
 
+def deploy_context(view: RunView) -> dict | None:
+    """The deployed recipes (run.json deployments) and the latest audit, when the run has them."""
+    if not view.deployments and not view.audits:
+        return None
+    rows = view.audit_table or []
+    return {
+        "deployments": view.deployments,
+        "audit": view.audits[-1] if view.audits else None,
+        "worst": rows[:10],
+    }
+
+
 def run_context(view: RunView, index: int) -> dict:
     s = view.summary
     ctx = {
@@ -66,6 +78,7 @@ def run_context(view: RunView, index: int) -> dict:
         "meta": metadata(view),
         "quant": quant_context(view),
         "stress": stress_context(view),
+        "deploy": deploy_context(view),
     }
     if not ctx["has_M"]:
         return ctx

@@ -209,6 +209,23 @@ class RunView:
         q = self.manifest.get("quant")
         return q if isinstance(q, dict) and q else None
 
+    @property
+    def deployments(self) -> list[dict]:
+        """Checkpoints `actscope deploy` wrote from this run (run.json "deployments"), oldest first."""
+        d = self.manifest.get("deployments")
+        return d if isinstance(d, list) else []
+
+    @property
+    def audits(self) -> list[dict]:
+        """Checkpoints `actscope audit` judged against this run (run.json "audits"); rows in audit.parquet."""
+        a = self.manifest.get("audits")
+        return a if isinstance(a, list) else []
+
+    @cached_property
+    def audit_table(self) -> list[dict] | None:
+        """Rows of audit.parquet (the latest audit, worst first), if present."""
+        return self.table("audit").to_pylist() if self.has_table("audit") else None
+
     # ---- tables -----------------------------------------------------------------
     @cached_property
     def sites(self) -> list[dict]:

@@ -18,6 +18,7 @@ MANIFEST = "run.json"
 STATE = "state/accumulators.safetensors"
 TABLES = ("sites", "channels", "hist", "topk", "samples")  # written by measure and merge
 QUANT_TABLES = ("quant", "quant_corr")  # written by `actscope quant`
+DEPLOY_TABLES = ("audit",)  # written by `actscope audit`
 
 _TYPES = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(), "string": pa.string()}
 
@@ -135,6 +136,18 @@ QUANT_CORR = (
     ("pearson", "float64", "Pearson correlation with SQNR"),
     ("spearman", "float64", "Spearman correlation with SQNR"),
 )
+AUDIT = (
+    ("module", "string", "module path of the checkpoint's quantized linear layer"),
+    ("site", "string", "the run's linear-input site of that module (null: not measured)"),
+    ("format", "string", "activation number format (fp8_e4m3, int8)"),
+    ("input_scale", "float64", "the checkpoint's static input scale"),
+    ("representable", "float64", "input_scale x qmax: the largest \\|a\\| it holds"),
+    ("measured_peak", "float64", "max\\|a\\| of the module's input over the run"),
+    ("headroom", "float64", "representable / measured_peak (below 1: saturates)"),
+    ("clip_fraction", "float64", "measured elements with \\|a\\| >= representable (histogram upper bound)"),
+    ("sqnr_db", "float64", "SQNR at that scale, from the run's histogram"),
+    ("verdict", "string", "saturates, headroom xN, or not measured"),
+)
 QUANT_COMPARE = QUANT_CORR  # `quant --with`: the same columns over the pooled runs
 
 
@@ -181,6 +194,7 @@ def columns(name: str, stat_names=None, sites=()) -> list[tuple[str, str, str]]:
         "quant": QUANT,
         "quant_corr": QUANT_CORR,
         "quant_compare": QUANT_COMPARE,
+        "audit": AUDIT,
     }
     if name in fixed:
         return list(fixed[name])
@@ -197,7 +211,7 @@ def schema(name: str, stat_names=None, sites=()) -> pa.Schema:
     return _schema(columns(name, stat_names, sites))
 
 
-DOC_TABLES = ("sites", "channels", "hist", "topk", "samples", "quant", "quant_corr")
+DOC_TABLES = ("sites", "channels", "hist", "topk", "samples", "quant", "quant_corr", "audit")
 
 
 def markdown(name: str) -> str:
