@@ -17,6 +17,15 @@ def register(sub) -> None:
     s.add_argument(
         "--from", dest="from_run", help="a measured corpus run to seed from (default: quick corpus)"
     )
+    s.add_argument(
+        "--scales",
+        action="append",
+        default=[],
+        metavar="CHECKPOINT",
+        help="a quantized checkpoint (actscope deploy output, compressed-tensors, ModelOpt, vLLM fp8) whose "
+        "static input scales the worst inputs are judged against; repeatable (the --from run's deployments "
+        "and audited checkpoints are judged too)",
+    )
     s.add_argument("--length", type=int, default=d.length, help=f"tokens searched (default {d.length})")
     s.add_argument("--budget", type=int, default=d.budget, help=f"forward passes in all (default {d.budget})")
     s.add_argument("--seed", type=int, default=d.seed)
@@ -44,7 +53,7 @@ def cmd_stress(a) -> int:
 
     kinds = tuple(k.strip() for k in a.kinds.split(",") if k.strip())
     cfg = StressConfig(
-        model=a.model, out=a.out, kinds=kinds, sites=a.sites, from_run=a.from_run, length=a.length,
+        model=a.model, out=a.out, kinds=kinds, sites=a.sites, from_run=a.from_run, scales=tuple(a.scales), length=a.length,
         budget=a.budget, seed=a.seed, batch=a.batch, first_position=a.first_position,
         overwrite=a.overwrite, resume=a.resume, progress=not a.no_progress, **model_kwargs(a),
     )  # fmt: skip

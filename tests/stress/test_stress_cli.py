@@ -81,3 +81,49 @@ def test_report_gains_a_worst_case_section(setup, tmp_path):
         assert f"<td>{row['kind']}</td>" in html
     assert main(["report", str(setup / "run"), "-o", str(tmp_path / "plain.html")]) == 0
     assert "Worst case" not in (tmp_path / "plain.html").read_text()  # no stress result: no section
+
+
+def test_worst_inputs_are_judged_against_deployed_scales(setup, tmp_path, capsys):
+    """`--scales CKPT`: the modules whose static input scale (written by `actscope deploy` from the
+    corpus run) the worst found inputs exceed, the same verdicts `actscope audit CKPT worst-run`
+    gives; the corpus run's own deployments are judged without being named."""
+    run, ckpt = setup / "run", tmp_path / "fp8"
+    assert main(["deploy", str(run), "-o", str(ckpt), "--scheme", "fp8-static"]) == 0
+    capsys.readouterr()
+    kinds = ("residual", "linear_input")
+    res = run_stress(
+        _cfg(setup, tmp_path / "s", budget=300, kinds=kinds, scales=(str(ckpt),)), loaded=planted()
+    )
+    (judged,) = res["scales"]  # named and recorded in the run's deployments: judged once
+    assert judged["checkpoint"] == str(ckpt.resolve()) and judged["format"] == "compressed-tensors"
+    assert judged["saturating"], "the planted trigger drives linear inputs past the corpus-calibrated scales"
+    assert main(["audit", str(ckpt), str(tmp_path / "s" / "run"), "--json"]) == 0
+    audited = {
+        r["module"] for r in json.loads(capsys.readouterr().out)["modules"] if r["verdict"] == "saturates"
+    }
+    assert {m["module"] for m in judged["saturating"]} == audited
+    for m in judged["saturating"]:
+        assert m["worst_peak"] > m["representable"] and m["over"] > 1
+    # without --scales the --from run's deployment is found and judged all the same
+    again = run_stress(_cfg(setup, tmp_path / "t", budget=300, kinds=kinds), loaded=planted())
+    assert [c["checkpoint"] for c in again["scales"]] == [str(ckpt.resolve())]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--scales", "missing-dir"], "--scales missing-dir is not a directory"),
+        (["--kinds", "residual", "--scales", "CKPT"], "add linear_input to --kinds"),
+        (["--scales", "MODEL"], "has no static activation scales"),
+    ],
+)
+def test_bad_scales_are_one_line_exit_2_before_any_search(setup, tmp_path, capsys, extra, message):
+    ckpt = tmp_path / "fp8"
+    assert main(["deploy", str(setup / "run"), "-o", str(ckpt), "--scheme", "fp8-static"]) == 0
+    extra = [{"CKPT": str(ckpt), "MODEL": str(setup / "model")}.get(x, x) for x in extra]
+    capsys.readouterr()
+    args = ["stress", str(setup / "model"), "--from", str(setup / "run"), "-o", str(tmp_path / "s")]
+    assert main([*args, "--length", "8", "--no-progress", *extra]) == 2
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.strip() and "Loading weights" not in x]
+    assert len(lines) == 1 and lines[0].startswith("actscope: error:") and message in lines[0], lines
+    assert not (tmp_path / "s" / "worst.jsonl").exists()

@@ -23,4 +23,5 @@ def stress_context(view) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # a damaged stress result leaves the rest of the report as it is
     return {"rows": rows, "first": res.get("first_position", 0), "from_run": res.get("from_run"),
-            "budget": res.get("budget"), "entries": res.get("entries", [])}  # fmt: skip
+            "budget": res.get("budget"), "entries": res.get("entries", []),
+            "scales": res.get("scales", [])}  # fmt: skip

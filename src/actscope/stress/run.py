@@ -26,6 +26,7 @@ from ..sites import KINDS
 from .common import Found, Scorer
 from .objective import Objective, frozen
 from .progress import StepProgress
+from .scales import saturation, scale_checkpoints
 from .search_corpus import CorpusSearch
 from .search_grad import GRAD_COST, GradSearch
 from .seeds import seed_bodies
@@ -46,6 +47,7 @@ class StressConfig(ModelOptions):
     kinds: tuple[str, ...] = DEFAULT_KINDS
     sites: str | None = None  # globs instead of kinds (grouped by kind all the same)
     from_run: str | None = None  # a measured corpus run; default: measure the quick corpus
+    scales: tuple[str, ...] = ()  # quantized checkpoints whose static input scales are judged
     length: int = 32  # tokens searched, after the family's BOS
     budget: int = 4096  # forward passes in all
     seed: int = 0
@@ -81,6 +83,7 @@ def run_stress(cfg: StressConfig, *, loaded=None) -> dict:
     with RunLock(out):
         loaded = loaded if loaded is not None else engine.load(cfg.model, cfg)
         corpus_view = _corpus_run(cfg, out, loaded)
+        checkpoints = scale_checkpoints(cfg.scales, corpus_view, cfg.kinds, cfg.sites)
         model, tok = loaded.model, loaded.tokenizer
         prefix = bos_prefix(tok)
         first = {"include": 0, "exclude": 1}.get(cfg.first_position, 1 if prefix else 0)
@@ -95,6 +98,7 @@ def run_stress(cfg: StressConfig, *, loaded=None) -> dict:
             "model": cfg.model, "from_run": str(corpus_view.path), "kinds": kinds, "first_position": first,
             "length": cfg.length, "budget": cfg.budget, "seed": cfg.seed, "entries": entries,
             "table": kind_table(corpus_view, worst_view, kinds, first),
+            "scales": saturation(checkpoints, worst_view),
         }  # fmt: skip
         atomic_write_text(worst_view.path / "stress.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -27,6 +27,11 @@ def print_stress(result: dict, console=None) -> None:
     if first:
         con.print("position 0 (the BOS) is left out of the search: its peak is the same for every input;"
                   " ratio = worst M at positions >= 1 / corpus M")  # fmt: skip
+    for c in result.get("scales", []):
+        sat = c["saturating"]
+        worst = f": worst {sat[0]['module']} x{sat[0]['over']:.3g} over its scale" if sat else ""
+        con.print(f"static scales of {c['checkpoint']} ({c['format']}): {len(sat)} of {c['measured']} "
+                  f"modules saturate under the worst inputs{worst}")  # fmt: skip
     con.print(f"worst inputs: {result['from_run']} seeds -> worst.jsonl; re-measured run in run/ "
               "(actscope measure --corpus OUT/worst.jsonl gives the same numbers)")  # fmt: skip
 
