@@ -166,3 +166,30 @@ def test_fake_quant_sqnr_and_end_to_end(kv_run, tiny_loaded, tiny_corpus):
     assert res["fp8-e4m3:tensor"]["verdict"] in ("pass", "fail")
     assert res["fp8-e4m3:tensor"]["e2e"]["positions"] == res["float"]["e2e"]["positions"] > 0
     assert res["float"]["e2e"]["kl"] == 0.0 and res["int8:head"]["e2e"]["kl"] > 0
+
+
+def test_quant_pipeline_kv_section(kv_run, tiny_loaded, tiny_corpus):
+    from actscope.quant.config import QuantConfig
+    from actscope.quant.pipeline import run_quant
+
+    view, _ = kv_run
+    cfg = QuantConfig(
+        target=str(view.path),
+        calib=4,
+        eval=4,
+        max_length=32,
+        schemes=("int8:tensor:absmax",),
+        e2e=("int8:token",),
+        kv=("fp8-e4m3:tensor", "int8:head"),
+        recommend=False,
+    )
+    _, section = run_quant(cfg, loaded=tiny_loaded, corpus=tiny_corpus)
+    kv = section["kv_cache"]
+    assert set(kv) == {"fp8-e4m3:tensor", "int8:head", "float"}
+    assert kv["int8:head"]["verdict"] in ("pass", "fail") and kv["int8:head"]["e2e"]["kl"] > 0
+    heads = {r["head"] for r in kv["int8:head"]["rows"]}
+    assert heads == {-1, 0, 1}
+    stored = RunView.measured(view.path).manifest["quant"]["kv_cache"]
+    assert stored["fp8-e4m3:tensor"]["verdict"] == kv["fp8-e4m3:tensor"]["verdict"]
+    with pytest.raises(actscope.errors.UserError, match="KV granularity"):
+        QuantConfig(target="x", kv=("fp8-e4m3:channel",))

@@ -37,6 +37,18 @@ def kv_format(name: str) -> Format:
     return FORMATS.get(name.replace("-", "_"))
 
 
+def parse_kv_scheme(spec: str) -> tuple[str, str]:
+    """ "fp8-e4m3:tensor" -> ("fp8-e4m3", "tensor"); the granularity defaults to tensor."""
+    fmt, _, gran = spec.partition(":")
+    kv_format(fmt)
+    gran = gran or "tensor"
+    if gran not in GRANULARITIES:
+        raise UserError(
+            f"KV granularity {gran!r} in {spec!r} is unknown", f"use one of {', '.join(GRANULARITIES)}"
+        )
+    return fmt, gran
+
+
 def kv_sites(view) -> dict[int, dict]:
     """{layer: {"module", "key", "value", "heads_k", "heads_v"}} from a run's manifest."""
     out: dict[int, dict] = {}
@@ -193,9 +205,10 @@ def evaluate_kv(model: nn.Module, view, sqnr_batches, e2e_batches, schemes, budg
     pass: every layer's K and V SQNR >= SQNR_MIN_DB and perplexity within budget_pct."""
     from .e2e import evaluate_contexts
 
-    scales = {s: kv_scales(view, *s.split(":")) for s in schemes}
-    rows = {s: kv_sqnr(model, sqnr_batches, scales[s], s.split(":")[0]) for s in schemes}
-    contexts = {s: (lambda s=s: KVFakeQuant(model, scales[s], s.split(":")[0])) for s in schemes}
+    parsed = {s: parse_kv_scheme(s) for s in schemes}
+    scales = {s: kv_scales(view, *parsed[s]) for s in schemes}
+    rows = {s: kv_sqnr(model, sqnr_batches, scales[s], parsed[s][0]) for s in schemes}
+    contexts = {s: (lambda s=s: KVFakeQuant(model, scales[s], parsed[s][0])) for s in schemes}
     e2e = evaluate_contexts(model, e2e_batches, contexts) if e2e_batches else {}
     out = {}
     for s in schemes:
