@@ -191,5 +191,10 @@ def test_quant_pipeline_kv_section(kv_run, tiny_loaded, tiny_corpus):
     assert heads == {-1, 0, 1}
     stored = RunView.measured(view.path).manifest["quant"]["kv_cache"]
     assert stored["fp8-e4m3:tensor"]["verdict"] == kv["fp8-e4m3:tensor"]["verdict"]
+    from actscope.report.card import card_fields, card_markdown
+
+    card = card_fields(RunView.measured(view.path))["kv_cache"]
+    assert card["fp8-e4m3:tensor"]["verdict"] == kv["fp8-e4m3:tensor"]["verdict"]
+    assert "KV cache `int8:head`" in card_markdown(RunView.measured(view.path))
     with pytest.raises(actscope.errors.UserError, match="KV granularity"):
         QuantConfig(target="x", kv=("fp8-e4m3:channel",))
