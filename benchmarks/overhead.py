@@ -5,7 +5,8 @@ runner's forward_fn, no hooks) alternate with measured ones (hooks feeding the
 accumulator exactly as runner.measure does), round after round in ABBA order so
 that drift in the machine's load cancels. Printed: the median over rounds of
 measured / bare time and tokens per second, for the paper's site set and for
-every site actscope knows; the padding fraction of the batching; and peak
+every site a plain measure hooks (all but attn_logits), the paper's set plus the attention-internal
+sites (query/key/value, key/value, attn_logits) with their difference to it; the padding fraction of the batching; and peak
 resident memory of a whole `measure()` for a small and a large corpus, each in
 a subprocess of its own.
 
@@ -39,7 +40,15 @@ from actscope.sites import select_sites
 from actscope.stats import DEFAULT_STATISTICS
 from actscope.stats.accumulator import Accumulator
 
-SITE_SETS = (("paper sites", "paper"), ("all sites", "all"))
+# (label, --sets key, site spec): the paper's sites, every default site, and the paper's sites
+# with the attention-internal ones added (query/key/value; attn_logits, off by default)
+SITE_SETS = (
+    ("paper sites", "paper", "paper"),
+    ("all sites", "all", None),
+    ("paper + query/key/value sites", "qkv", "paper,query,key,value"),
+    ("paper + key/value sites", "kv", "paper,kv"),
+    ("paper + attn_logits", "logits", "paper,attn_logits"),
+)
 
 
 def real_corpus() -> Corpus:
@@ -249,7 +258,9 @@ def main(argv=None) -> None:
     p.add_argument("--seq", type=int, default=256, help="tokens per sample")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--rounds", type=int, default=5, help="bare/measured pairs per site set")
-    p.add_argument("--sets", default="paper,all", help="site sets to time: paper, all")
+    p.add_argument(
+        "--sets", default="paper,all,qkv,kv,logits", help="site sets to time: paper, all, qkv, kv, logits"
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--mem-samples", default="64,512")
     p.add_argument("--mem-seq", type=int, default=64, help="tokens per sample in the memory runs")
@@ -267,8 +278,8 @@ def main(argv=None) -> None:
     batches = make_batches(seqs, token_budget=args.batch * args.seq, max_batch=args.batch)
     wanted = args.sets.split(",")
     results = {}
-    for label, spec in SITE_SETS:
-        if spec not in wanted:
+    for label, key, spec in SITE_SETS:
+        if key not in wanted:
             continue
         bench = Bench(loaded, seqs, batches, spec, DEFAULT_STATISTICS)
         results[label] = r = time_ratio(bench, args.rounds)
@@ -289,6 +300,15 @@ def main(argv=None) -> None:
             f"median ratio of {r['pairs']} batch pairs {r['ratio']:.3f} (CPU time {r['cpu_ratio']:.3f}; "
             f"fastest of the rounds per batch {r['min_ratio']:.3f}; per round: {rounds})"
         )
+    base = results.get("paper sites")
+    for label, r in results.items():
+        if base is not None and label.startswith("paper +"):
+            d = r["ratio"] - base["ratio"]
+            spread = max(r["rounds"]) - min(r["rounds"]) + max(base["rounds"]) - min(base["rounds"])
+            print(
+                f"  {label} vs paper sites: ratio {d:+.3f} ({100 * d / base['ratio']:+.1f}%; "
+                f"round-to-round spread of the two {spread:.3f})"
+            )
     real = make_batches(tokenize_corpus(corpus, loaded.tokenizer, TokenizeConfig()))
     print(
         f"padding fraction: benchmark batches {padding_fraction(batches):.3f}; "

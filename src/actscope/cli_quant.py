@@ -52,6 +52,11 @@ def register(sub) -> None:
     )
     q.add_argument("--no-recommend", action="store_true", help="skip the recommendation")
     q.add_argument(
+        "--kv",
+        help="KV-cache schemes FORMAT[:tensor|head], comma-separated (fp8-e4m3, fp8-e5m2, int8); "
+        "static scales from the run's key/value sites; e.g. fp8-e4m3:tensor,fp8-e4m3:head",
+    )
+    q.add_argument(
         "--with",
         dest="with_runs",
         nargs="+",
@@ -125,6 +130,8 @@ def build_config(a, target: str):
         kw["schemes"] = _split(a.schemes)
     if a.e2e is not None:
         kw["e2e"] = () if a.e2e.strip().lower() == "none" else _split(a.e2e)
+    if a.kv:
+        kw["kv"] = _split(a.kv)
     budget = Budget(a.min_sqnr, a.max_ppl_increase, a.max_keep, a.max_checks)
     return QuantConfig(target=target, budget=budget, recommend=not a.no_recommend, **kw)
 

@@ -10,6 +10,8 @@ from . import outputs
 
 
 def register(sub) -> None:
+    from .quant.kvcache import GRANULARITIES as KV_GRANULARITIES
+    from .quant.kvcache import KV_FORMATS
     from .report.export import FORMATS as EXPORT_FORMATS
 
     r = sub.add_parser("report", help="write a self-contained HTML report of one or more runs")
@@ -57,7 +59,12 @@ def register(sub) -> None:
     e.add_argument(
         "-o",
         "--out",
-        help="file to write (default RUN/act_scales.pt, imatrix.gguf, imatrix.dat, export.json)",
+        help="file to write (default RUN/act_scales.pt, imatrix.gguf, imatrix.dat, export.json, "
+        "kv_scales.safetensors + .json)",
+    )
+    e.add_argument("--kv-format", choices=KV_FORMATS, default="fp8-e4m3", help="kv-scales: cache format")
+    e.add_argument(
+        "--kv-granularity", choices=KV_GRANULARITIES, default="tensor", help="kv-scales: per layer or head"
     )
     e.set_defaults(handler=cmd_export)
 
@@ -126,8 +133,13 @@ def cmd_export(a) -> int:
     out = a.out or str(Path(a.run) / DEFAULT_NAME[a.format])
     outputs.check(out, "-o")
     view = RunView.measured(a.run)
-    info = outputs.write(out, "-o", lambda tmp: export(view, a.format, tmp))
+    opts = {"kv_format": a.kv_format, "kv_granularity": a.kv_granularity} if a.format == "kv-scales" else {}
+    info = outputs.write(out, "-o", lambda tmp: export(view, a.format, tmp, **opts))
     print(f"wrote {out} ({info['entries']} entries, {info['format']})")
+    if "document" in info:  # kv-scales: the kv_cache_scheme and peaks beside the tensors
+        side = str(Path(out).with_suffix(".json"))
+        outputs.write_text(side, "-o", json.dumps(info["document"], indent=2) + "\n")
+        print(f"wrote {side}")
     for name, experts in (info.get("idle_experts") or {}).items():
         print(f"  {name}: no token reached expert(s) {', '.join(map(str, experts))} (count 0: no data)")
     return 0

@@ -3,16 +3,20 @@
 A hook body is a few lines: count the call, take the tensor (first element of a
 tuple output, or the first positional input for point "in") and pass it on.
 Every site must fire exactly once per forward; check_once() verifies that after
-each forward with host-side counters (no device sync).
+each forward with host-side counters (no device sync). Sites inside attention
+(binding.attention_tap) are fed by one wrapper of the attention function
+(attention.intercept), entered and left with the module hooks.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from . import attention
 from .sites import SiteBinding
 
 Sink = Callable[[int, torch.Tensor], None]
@@ -35,6 +39,7 @@ class HookSet:
         self.sink = sink
         self.fires = [0] * len(bindings)
         self._handles: list = []
+        self._stack = contextlib.ExitStack()
 
     def _make(self, i: int, point: str, tap=None):
         fires, sink = self.fires, self.sink
@@ -67,10 +72,23 @@ class HookSet:
 
         return hook
 
+    def _attention_handler(self, i: int, tap):
+        fires, sink = self.fires, self.sink
+
+        def handler(module, query, key, value, mask, kwargs):
+            fires[i] += 1
+            sink(i, tap(module, query, key, value, mask, kwargs))
+
+        return handler
+
     def __enter__(self) -> HookSet:
         try:
+            handlers: dict[nn.Module, list] = {}
             for i, b in enumerate(self.bindings):
                 mod = self.model.get_submodule(b.module_path)
+                if b.attention_tap is not None:
+                    handlers.setdefault(mod, []).append(self._attention_handler(i, b.attention_tap))
+                    continue
                 fn = self._make(i, b.site.point, b.tap)
                 if b.tap is not None:
                     h = mod.register_forward_hook(fn, with_kwargs=True)
@@ -79,6 +97,8 @@ class HookSet:
                 else:
                     h = mod.register_forward_hook(fn)
                 self._handles.append(h)
+            if handlers:
+                self._stack.enter_context(attention.intercept(handlers))
         except BaseException:
             self.remove()
             raise
@@ -91,6 +111,7 @@ class HookSet:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._stack.close()
 
     def check_once(self) -> None:
         """Raise if a site did not fire exactly once since the last check; reset counters."""

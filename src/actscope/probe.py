@@ -27,6 +27,7 @@ class ProbeResult:
     usable: dict[str, SiteBinding] = field(default_factory=dict)  # hooked and aliases, firing order
     aliases: dict[str, str] = field(default_factory=dict)  # alias name -> hooked site name
     dropped: dict[str, str] = field(default_factory=dict)  # site name -> reason
+    heads: dict[str, int] = field(default_factory=dict)  # attention sites -> heads (channels = heads x dim)
 
 
 def probe_sites(model: nn.Module, bindings: list[SiteBinding], input_ids, attention_mask) -> ProbeResult:
@@ -56,6 +57,8 @@ def probe_sites(model: nn.Module, bindings: list[SiteBinding], input_ids, attent
             continue
         res.shapes[name] = tuple(x.shape)
         res.usable[name] = b
+        if b.attention_tap is not None:
+            res.heads[name] = x.shape[2]  # (batch, seq, heads, dim)
         twin = next((n for t, v, n in first_of if t is x and v == version), None)
         if twin is not None:
             res.aliases[name] = twin

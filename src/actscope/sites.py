@@ -8,6 +8,12 @@ to group and compare sites across families:
     Site(12, "attn", "out")               layers.12.attn.out         attention
     Site(12, "mlp.down_proj", "in")       layers.12.mlp.down_proj.in linear_input
     Site(None, "final_norm", "out")       final_norm.out             final_norm
+    Site(12, "attn.key", "out")           layers.12.attn.key.out     key (as cached)
+    Site(12, "attn", "logits")            layers.12.attn.logits      attn_logits
+
+query, key and value are the tensors attention receives (after RoPE and q/k norms,
+key and value per KV head, as cached); attn_logits the range of the pre-softmax
+scores per query token and head (attention.py).
 """
 
 from __future__ import annotations
@@ -31,14 +37,22 @@ KINDS = (
     "expert",
     "norm",
     "final_norm",
+    "query",
+    "key",
+    "value",
+    "attn_logits",
 )
+
+# Kinds a plain measurement (no --sites) leaves out: attn_logits costs about as much as
+# attention itself. `--sites all` and naming the kind select them.
+OPT_IN_KINDS = ("attn_logits",)
 
 # The paper's site set (MA): embeddings, hidden states, attention and MLP outputs,
 # SwiGLU gate, router and final norm. `--sites paper` selects it.
 PAPER_KINDS = ("embedding", "residual", "attention", "mlp", "gate", "router", "final_norm")
 
 # Site sets a user can name with --sites instead of listing kinds.
-PRESETS = {"all": KINDS, "paper": PAPER_KINDS}
+PRESETS = {"all": KINDS, "paper": PAPER_KINDS, "kv": ("key", "value")}
 
 
 @dataclass(frozen=True, order=True)
@@ -50,7 +64,7 @@ class Site:
 
     def __post_init__(self):
         assert self.kind in KINDS, self.kind
-        assert self.point in ("in", "out"), self.point
+        assert self.point in ("in", "out", "logits"), self.point
 
     @property
     def name(self) -> str:
@@ -66,7 +80,9 @@ class SiteBinding:
     """Where a site lives in the model: a module path and which tensor of it.
 
     point "out" hooks the module output (first element of a tuple);
-    point "in" hooks its first positional input. `note` records how the site was
+    point "in" hooks its first positional input. `attention_tap`, where set, replaces
+    the module hook: it sees each call of the module's attention function
+    (attention.py) and returns the site's (batch, seq, heads, dim) tensor. `note` records how the site was
     obtained when that matters (e.g. router output meaning, layer type).
 
     `tap`, where set, replaces both: a forward hook calls tap(module, args, kwargs,
@@ -79,14 +95,18 @@ class SiteBinding:
     module_path: str
     note: str = ""
     tap: Callable | None = field(default=None, compare=False, repr=False)
+    attention_tap: Callable | None = field(default=None, compare=False, repr=False)
 
 
 def select_sites(bindings: list[SiteBinding], spec: str | None) -> list[SiteBinding]:
     """`spec`: comma-separated kinds, preset names (all, paper) or globs on site names.
 
     e.g. "residual,attention", "paper", "layers.1*.resid.out", "*.down_proj.in".
+    None: every site except the OPT_IN_KINDS.
     """
-    if spec is None or spec == "all":
+    if spec is None:
+        return [b for b in bindings if b.site.kind not in OPT_IN_KINDS]
+    if spec == "all":
         return list(bindings)
     wanted_kinds: set[str] = set()
     globs: list[str] = []

@@ -63,6 +63,9 @@ class FamilyTable:
         "final_norm",
         "final_layer_norm",
     )
+    # whether attention goes through transformers' attention functions (attention.py): the
+    # query, key, value and attn_logits sites need it
+    attention_fn: bool = True
     embedding_note: str = ""
     absent: frozenset[str] = frozenset()  # kinds this family does not have, by design
     note: str = ""  # one line for docs/architectures.md

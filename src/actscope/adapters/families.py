@@ -8,6 +8,7 @@ Vision-language wrappers are registered under their text backbone's type too.
 
 from __future__ import annotations
 
+from ..attention import KINDS as ATTENTION_KINDS
 from .base import ADAPTERS, FamilyTable, with_table
 
 DENSE = "dense decoder"
@@ -88,7 +89,12 @@ register(
 )
 register(
     ("falcon",),
-    with_table(absent=NO_GATE, note="parallel attention + MLP, ln_attn / ln_mlp, fused query_key_value"),
+    with_table(
+        absent=NO_GATE | frozenset(ATTENTION_KINDS),
+        attention_fn=False,
+        note="parallel attention + MLP, ln_attn / ln_mlp, fused query_key_value; "
+        "attention computed inline (no query/key/value/attn_logits sites)",
+    ),
 )
 
 # --- hybrid linear attention: linear_attn (Gated DeltaNet) or self_attn per layer_types -----------

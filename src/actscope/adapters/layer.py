@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .. import attention
 from ..sites import Site, SiteBinding
 from .base import ATTENTION_CLASS_HINTS, LINEAR_TYPES, MLP_CLASS_HINTS, FamilyTable, is_norm
 from .moe import is_moe_block, moe_sites
@@ -43,6 +44,25 @@ def heads_to_tokens(module, args, kwargs, output):
     x = output if not isinstance(module, LINEAR_TYPES) else first_input(module, args, kwargs, output)
     x = x[0] if isinstance(x, tuple) else x
     return x.transpose(1, 2)
+
+
+def attention_sites(i: int, path: str, mixer: nn.Module, layer_type: str) -> list[SiteBinding]:
+    """query, key, value and attn_logits of a mixer that calls a transformers attention
+    function (attention.py); linear-attention mixers have no KV cache and get none. A mixer
+    whose call never reaches the function is dropped by the probe ("never fired")."""
+    if attention.implementation(mixer) is None or "linear" in layer_type:
+        return []
+    note = "as attention receives it: after RoPE and q/k norms, per head (batch, seq, heads, head_dim)"
+    logit_note = "per query and head: [max, min] of the pre-softmax scores over attended keys"
+    return [
+        SiteBinding(
+            Site(i, attention.COMPONENTS[k], "logits" if k == "attn_logits" else "out", k),
+            path,
+            logit_note if k == "attn_logits" else note,
+            attention_tap=attention.TAPS[k],
+        )
+        for k in ("query", "key", "value", "attn_logits")
+    ]
 
 
 class LayerScan:
@@ -79,6 +99,7 @@ class LayerScan:
             role = self.role(name, child)
             if role == "attn":
                 out += self.block(i, path, "attn", child)
+                out += attention_sites(i, path, child, ltype) if self.table.attention_fn else []
                 note = f"mixer {name} ({type(child).__name__}), layer_type={ltype}" if ltype else ""
                 out.append(SiteBinding(Site(i, "attn", "out", "attention"), path, note))
             elif role == "mlp" and is_moe_block(child, self.table):

@@ -27,10 +27,16 @@ class QuantConfig(ModelOptions):
     e2e_token_budget: int = 512  # padded tokens per batch end to end (logits are B x S x vocab)
     budget: Budget = Budget()
     recommend: bool = True
+    # KV-cache schemes FORMAT:GRANULARITY (kvcache.py), static scales from the run's key/value sites
+    kv: tuple[str, ...] = ()
 
     def __post_init__(self):
         for spec in (*self.schemes, *self.e2e):
             parse_scheme(spec)  # raises a UserError naming the bad scheme
+        for spec in self.kv:
+            from .kvcache import parse_kv_scheme
+
+            parse_kv_scheme(spec)
         if not self.schemes:
             raise UserError(
                 "no quantization scheme given", "pass --schemes int8:tensor:absmax,... or leave the default"

@@ -22,6 +22,7 @@ Only the layers a candidate keeps in 16 bits on purpose should appear there.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -94,9 +95,20 @@ def linear_layers(model: nn.Module) -> list[str]:
 def evaluate_e2e(model: nn.Module, batches, schemes: dict[str, dict[str, Quantizer]]) -> dict[str, dict]:
     """{"float": {...}, scheme name: {...}} with ce, ppl, kl, top1_agree, positions, deltas,
     and the linear layers each scheme left unquantized."""
+    contexts = {name: (lambda qs=qs: QuantizedLinearInputs(model, qs)) for name, qs in schemes.items()}
+    out = evaluate_contexts(model, batches, contexts)
+    layers = linear_layers(model)
+    for name, qs in schemes.items():
+        out[name]["linear_unquantized"] = [p for p in layers if p not in qs]
+    return out
+
+
+def evaluate_contexts(model: nn.Module, batches, contexts: dict[str, Callable]) -> dict[str, dict]:
+    """The same comparison for any quantization a context manager applies while it is open
+    (contexts: name -> a callable returning it): linear inputs, the KV cache (kvcache.py)."""
     device = input_device(model)
     sums = {
-        name: torch.zeros(len(FIELDS), dtype=torch.float64, device=device) for name in ("float", *schemes)
+        name: torch.zeros(len(FIELDS), dtype=torch.float64, device=device) for name in ("float", *contexts)
     }
     with torch.inference_mode():
         for batch in batches:
@@ -104,17 +116,13 @@ def evaluate_e2e(model: nn.Module, batches, schemes: dict[str, dict[str, Quantiz
             ref, target = _next_token_rows(_logits(model, ids, mask), ids, mask)
             ref_top = ref.argmax(-1)
             sums["float"] += _terms(ref, ref, target, ref_top)
-            for name, qs in schemes.items():
-                with QuantizedLinearInputs(model, qs):
+            for name, make in contexts.items():
+                with make():
                     logp, _ = _next_token_rows(_logits(model, ids, mask), ids, mask)
                 sums[name] += _terms(ref, logp, target, ref_top)
                 del logp
             del ref
-    out = _results(sums)
-    layers = linear_layers(model)
-    for name, qs in schemes.items():
-        out[name]["linear_unquantized"] = [p for p in layers if p not in qs]
-    return out
+    return _results(sums)
 
 
 def compare_models(ref: nn.Module, others: dict[str, nn.Module], batches) -> dict[str, dict]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import engine
 from ..corpus import TokenizeConfig, load_corpus, make_batches, tokenize_corpus
-from ..errors import RunDirError
+from ..errors import RunDirError, UserError
 from ..rundir import MANIFEST, prepare_run_dir, quant_only_manifest, read_manifest
 from ..stats import histogram as H
 from .config import QuantConfig
@@ -108,8 +108,26 @@ def run_quant(cfg: QuantConfig, *, loaded=None, corpus=None) -> tuple[Path, dict
         "recommendation": rec,
         "timings": {"calibrate_s": t_cal - t0, "evaluate_s": t_eval - t_cal, "e2e_s": time.time() - t_eval},
     }
+    if cfg.kv:
+        section["kv_cache"] = _kv_cache(cfg, target, loaded.model, data)
     write_quant(out, manifest, section, rows)
     return out, section
+
+
+def _kv_cache(cfg: QuantConfig, target: Target, model, data) -> dict:
+    """KV-cache schemes with static scales from the target run's key and value sites."""
+    from ..rundir import RunView
+    from .kvcache import evaluate_kv
+
+    if target.run is None:
+        raise UserError(
+            "--kv needs a measured run (its key and value sites give the static scales)",
+            "measure first (`actscope measure MODEL`), then `actscope quant RUN --kv ...`",
+        )
+    log.info("KV cache: %s", ", ".join(cfg.kv))
+    e2e = data["e2e"] if cfg.e2e else []
+    view = RunView.measured(target.run)
+    return evaluate_kv(model, view, data["eval"], e2e, cfg.kv, cfg.budget.max_ppl_increase_pct)
 
 
 def _site_errors(cfg, model, probe, linear_modules, data, schemes):

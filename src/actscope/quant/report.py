@@ -84,6 +84,31 @@ def print_quant(out, section: dict, console: Console | None = None) -> None:
     con.print(t)
     print_correlations(section["correlation"], con)
     print_recommendation(section.get("recommendation"), section["settings"]["budget"], con)
+    print_kv(section.get("kv_cache"), con)
+
+
+def print_kv(kv: dict | None, con: Console) -> None:
+    """KV-cache schemes: worst layer SQNR, end-to-end change and the verdict."""
+    if not kv:
+        return
+    t = Table(
+        title="KV cache (K and V fake-quantized where they enter attention, static scales from the run)"
+    )
+    for col in ("scheme", "worst layer", "worst SQNR dB", "ppl change", "KL", "verdict"):
+        t.add_column(col, justify="left" if col in ("scheme", "verdict") else "right")
+    for name, r in kv.items():
+        if name == "float":
+            continue
+        e, w = r.get("e2e") or {}, r["worst"]
+        t.add_row(
+            name,
+            f"{w['layer']} {w['tensor'].upper()}",
+            _f(w["sqnr_db"]),
+            _f(e.get("ppl_change_pct"), 2) + ("%" if e else ""),
+            f"{e['kl']:.2e}" if e else "-",
+            ("[green]pass[/]" if r["verdict"] == "pass" else "[red]fail[/]"),
+        )
+    con.print(t)
 
 
 def print_correlations(

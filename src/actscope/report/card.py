@@ -58,6 +58,24 @@ def card_fields(view: RunView) -> dict:
         "massive_channel_kind": "residual",
         "outlier_feature_channels": (s.get("outlier_features") or {}).get("channels", []),
         "residual_carries_M": s.get("residual_carries_M"),
+        "kv_cache": kv_card(view),
+    }
+
+
+def kv_card(view: RunView) -> dict | None:
+    """`actscope quant --kv` verdicts per KV scheme (None without them)."""
+    kv = (view.quant or {}).get("kv_cache")
+    if not kv:
+        return None
+    return {
+        name: {
+            "verdict": r["verdict"],
+            "worst_sqnr_db": r["worst"]["sqnr_db"],
+            "ppl_change_pct": (r.get("e2e") or {}).get("ppl_change_pct"),
+            "kl": (r.get("e2e") or {}).get("kl"),
+        }
+        for name, r in kv.items()
+        if name != "float"
     }
 
 
@@ -112,6 +130,18 @@ def card_markdown(view: RunView) -> str:
             f"{_yes_no(f['int8_per_tensor_safe'])} ({_detail(format_verdict(view, INT8))})",
         ),
         ("massive-activation channels (residual)", channels),
+        *(
+            (
+                f"KV cache {md_code(name)}",
+                f"{r['verdict']} (worst layer SQNR {_db(r['worst_sqnr_db'])}"
+                + (
+                    f", perplexity {r['ppl_change_pct']:+.2f}%, KL {r['kl']:.2e})"
+                    if r["kl"] is not None
+                    else ")"
+                ),
+            )
+            for name, r in (f["kv_cache"] or {}).items()
+        ),
         *_deploy_rows(view),
     ]
     lines = [

@@ -6,6 +6,9 @@
                  weight; one matrix per expert for MoE): report/imatrix.py
     imatrix-dat  the same in llama.cpp's legacy .dat layout (ik_llama.cpp, older tools)
     json         the per-site scalars and linear-input channel maxima as plain JSON
+    kv-scales    safetensors `<attention module>.k_scale` / `.v_scale` (float32, vLLM /
+                 compressed-tensors layout, quant/kvcache.py), the `kv_cache_scheme` and the
+                 measured peaks in its metadata and in a JSON beside it (same name, .json)
 
 Linear-input sites are kind "linear_input", point "in"; their module path comes from
 the manifest. Aliased sites (q/k/v_proj inputs that are one norm output) read the
@@ -27,13 +30,14 @@ from . import imatrix
 from .rundata import RunView
 
 log = logging.getLogger(__name__)
-FORMATS = ("smoothquant", "imatrix", "imatrix-dat", "json")
+FORMATS = ("smoothquant", "imatrix", "imatrix-dat", "json", "kv-scales")
 # The file `export RUN --format F` writes without -o, inside RUN.
 DEFAULT_NAME = {
     "smoothquant": "act_scales.pt",
     "imatrix": "imatrix.gguf",
     "imatrix-dat": "imatrix.dat",
     "json": "export.json",
+    "kv-scales": "kv_scales.safetensors",
 }
 
 
@@ -60,8 +64,9 @@ def linear_inputs(view: RunView) -> list[dict]:
     return out
 
 
-def export(view: RunView, fmt: str, out: str | Path) -> dict:
-    """Write `fmt` to `out`; returns a short description of what was written."""
+def export(view: RunView, fmt: str, out: str | Path, **options) -> dict:
+    """Write `fmt` to `out`; returns a short description of what was written.
+    options: kv_format, kv_granularity for kv-scales."""
     if fmt not in FORMATS:
         raise UserError(f"export format {fmt!r} is unknown", f"use one of {', '.join(FORMATS)}")
     out = outputs.check(out, "-o")
@@ -71,8 +76,47 @@ def export(view: RunView, fmt: str, out: str | Path) -> dict:
         "imatrix": write_imatrix,
         "imatrix-dat": write_imatrix_dat,
         "json": write_json,
+        "kv-scales": write_kv_scales,
     }
-    return writers[fmt](view, out)
+    return writers[fmt](view, out, **options) if fmt == "kv-scales" else writers[fmt](view, out)
+
+
+def kv_scales_document(view: RunView, kv_format: str = "fp8-e4m3", kv_granularity: str = "tensor") -> tuple:
+    """(tensors, JSON document) of the kv-scales export."""
+    from ..quant.kvcache import kv_cache_scheme, kv_peaks, kv_scales
+
+    scales = kv_scales(view, kv_format, kv_granularity)
+    tensors = {}
+    for e in scales.values():
+        tensors[f"{e['module']}.k_scale"] = e["k_scale"].contiguous()
+        tensors[f"{e['module']}.v_scale"] = e["v_scale"].contiguous()
+    peaks = kv_peaks(view)
+    doc = {
+        "format": kv_format,
+        "granularity": kv_granularity,
+        "kv_cache_scheme": kv_cache_scheme(kv_format, kv_granularity),
+        "model": view.manifest.get("model", {}).get("source"),
+        "run": str(view.path),
+        "layers": {
+            str(i): {
+                "module": e["module"],
+                "k_scale": _floats(e["k_scale"].numpy()),
+                "v_scale": _floats(e["v_scale"].numpy()),
+                "k_absmax_per_head": _floats(peaks[i]["k"]),
+                "v_absmax_per_head": _floats(peaks[i]["v"]),
+            }
+            for i, e in scales.items()
+        },
+    }
+    return tensors, doc
+
+
+def write_kv_scales(view: RunView, out: Path, **options) -> dict:
+    from safetensors.torch import save_file
+
+    tensors, doc = kv_scales_document(view, **options)
+    save_file(tensors, str(out), metadata={"actscope": json.dumps(doc)})
+    return {"path": str(out), "format": "kv-scales", "entries": len(tensors), "document": doc}
 
 
 def write_smoothquant(view: RunView, out: Path) -> dict:

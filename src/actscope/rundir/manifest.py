@@ -31,6 +31,7 @@ SITE_SPEC = {
     "module": OPT_STR,
     "alias_of": OPT_STR,
     "channels?": OPT_INT,
+    "heads?": OPT_INT,
 }
 LOCATION_SPEC = {
     "site": str,
@@ -230,6 +231,7 @@ def site_entries(probe) -> list[dict]:
             "note": b.note,
             "alias_of": probe.aliases.get(name),
             "channels": probe.channels.get(probe.aliases.get(name, name)),
+            "heads": probe.heads.get(name),
         }
         for name, b in probe.usable.items()
     ]
