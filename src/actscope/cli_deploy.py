@@ -22,6 +22,11 @@ def register(sub) -> None:
     p.add_argument("--format", default=d.format, help=f"{' or '.join(FORMATS)} (default {d.format})")
     p.add_argument("--clip", default=d.clip, help=f"static scale rule: {', '.join(CLIPS)} (default {d.clip})")
     p.add_argument("--dtype", help="dtype of unquantized tensors and scales (default: the source's)")
+    p.add_argument(
+        "--kv-cache",
+        metavar="fp8-e4m3[:tensor|:head]",
+        help="also write static KV-cache scales (k_scale / v_scale, kv_cache_scheme) from the run's key/value sites",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.add_argument("--verify", action="store_true", help="reload, generate, KL / perplexity vs float")
     p.add_argument("--cache-dir", help="where converted GGUF models are cached (default ~/.cache/actscope)")
@@ -53,6 +58,7 @@ def cmd_deploy(a) -> int:
         overwrite=a.overwrite,
         verify=a.verify,
         cache_dir=a.cache_dir,
+        kv_cache=a.kv_cache,
     )
     out, rec = deploy(cfg)
     if a.json:

@@ -19,7 +19,7 @@ SCHEMES = ("fp8_e4m3:tensor:absmax", "int8:token")
 def smol_run(smollm, tmp_path_factory):
     out = tmp_path_factory.mktemp("deploy") / "run"
     corpus = load_corpus("quick")
-    cfg = MeasureConfig(out=str(out), progress=False, sites="linear_input", max_length=64, limit=12)
+    cfg = MeasureConfig(out=str(out), progress=False, sites="linear_input,kv", max_length=64, limit=12)
     measure(cfg, loaded=smollm, corpus=corpus)
     q = QuantConfig(
         target=str(out),

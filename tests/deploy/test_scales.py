@@ -7,10 +7,10 @@ import torch
 
 from actscope.deploy.plan import build_plan, group_of
 from actscope.deploy.run import model_layout, source_model
-from actscope.deploy.scales import stored_scale
 from actscope.deploy.schemes import deploy_scheme
 from actscope.errors import UserError
 from actscope.quant.formats import FP8_E4M3, INT8
+from actscope.quant.primitives import stored_scale
 from actscope.rundir import RunView
 
 

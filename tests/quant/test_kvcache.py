@@ -21,8 +21,8 @@ from actscope.quant.kvcache import (
     kv_peaks,
     kv_scales,
     kv_sqnr,
-    scale_up,
 )
+from actscope.quant.primitives import stored_scale
 from actscope.rundir import RunView
 
 
@@ -86,7 +86,7 @@ def test_scales_are_rounded_up_and_shaped_per_granularity(kv_run):
     # where the float32 quotient rounds down, the scale is nudged up one ulp (and no more)
     amax = np.random.default_rng(0).uniform(0.01, 500, 4000).astype(np.float32)
     for fmt in (FP8_E4M3, INT8):
-        s = scale_up(amax, fmt)
+        s = stored_scale(amax, fmt, torch.float32)
         a = torch.from_numpy(amax)
         assert torch.all(s.double() * fmt.max_value >= a.double())  # exact products
         plain = a / fmt.max_value

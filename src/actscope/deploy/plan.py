@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import UserError
-from .scales import clip_threshold, stored_scale
+from ..quant.primitives import stored_scale
+from .scales import clip_threshold
 from .schemes import DeployScheme
 
 # Projections one fused matmul reads in vLLM (and in most fast kernels): they share a scale.

@@ -12,14 +12,14 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelError, UserError
 from ..rundir import RunView
-from . import compressed_tensors, modelopt
+from . import compressed_tensors, kv, modelopt
 from .plan import Plan, build_plan
 from .record import add_to_run, deployment_record, write_record
 from .schemes import deploy_scheme
@@ -41,14 +41,20 @@ class DeployConfig:
     overwrite: bool = False
     verify: bool = False
     cache_dir: str | None = None
-    kv_cache_scheme: dict | None = field(default=None, hash=False)  # issue #18: QuantizationArgs fields
-    extra_tensors: dict | None = field(default=None, hash=False)  # e.g. per-layer k_scale / v_scale
+    kv_cache: str | None = None  # "fp8-e4m3[:tensor|:head]": static KV-cache scales from the run (kv.py)
 
     def __post_init__(self):
         if self.format not in FORMATS:
             raise UserError(f"unknown --format {self.format!r}", f"choose {', '.join(FORMATS)}")
         if self.dtype is not None and self.dtype not in _DTYPES:
             raise UserError(f"unknown --dtype {self.dtype!r}", f"choose {', '.join(_DTYPES)}")
+        if self.kv_cache is not None:
+            kv.parse(self.kv_cache)
+            if self.format != "compressed-tensors":
+                raise UserError(
+                    f"--kv-cache is written in the compressed-tensors layout, not {self.format}",
+                    "drop --kv-cache or use --format compressed-tensors",
+                )
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -107,11 +113,13 @@ def deploy(cfg: DeployConfig) -> tuple[Path, dict]:
     plan = build_plan(view, scheme, linear, head, scale_dtype)
     if cfg.format == "modelopt":
         modelopt.check(plan)
+    kv_cfg = kv.kv_cache(view, cfg.kv_cache, scale_dtype) if cfg.kv_cache else None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        _write(cfg, plan, src.directory, tmp, config, dtype, dtype_name)
+        _write(cfg, plan, src.directory, tmp, config, dtype, dtype_name, kv_cfg)
         record = deployment_record(plan, view, cfg, cfg.format, dtype_name, time.time() - t0)
+        record["kv_cache"] = kv_cfg[2] if kv_cfg else None
         write_record(tmp, record)
         _replace(tmp, out)
     finally:
@@ -125,9 +133,10 @@ def deploy(cfg: DeployConfig) -> tuple[Path, dict]:
     return out, record
 
 
-def _write(cfg, plan: Plan, src: Path, tmp: Path, config: dict, dtype, dtype_name: str) -> None:
+def _write(cfg, plan: Plan, src: Path, tmp: Path, config: dict, dtype, dtype_name: str, kv_cfg) -> None:
     fmt = compressed_tensors if cfg.format == "compressed-tensors" else modelopt
-    weight_map = write_shards(src, tmp, fmt.transform(plan, dtype), cfg.extra_tensors)
+    kv_scheme, kv_tensors = (kv_cfg[0], kv_cfg[1]) if kv_cfg else (None, None)
+    weight_map = write_shards(src, tmp, fmt.transform(plan, dtype), kv_tensors)
     missing = [m for m in plan.modules if f"{m}.weight" not in weight_map]
     if missing:
         raise ModelError(
@@ -135,7 +144,7 @@ def _write(cfg, plan: Plan, src: Path, tmp: Path, config: dict, dtype, dtype_nam
             "the checkpoint does not match its config; re-convert or re-download the model",
         )
     if cfg.format == "compressed-tensors":
-        qc = compressed_tensors.quantization_config(plan, cfg.kv_cache_scheme)
+        qc = compressed_tensors.quantization_config(plan, kv_scheme)
     else:
         qc = modelopt.quantization_config(plan)
         hq = modelopt.hf_quant_config(plan)
@@ -169,4 +178,5 @@ def _source_dtype(config: dict) -> str:
 
 def _run_entry(out: Path, record: dict) -> dict:
     keep = ("scheme", "quant_scheme", "format", "clip", "dtype", "created", "ignore", "fallbacks", "verify")
-    return {"out": str(out.resolve()), **{k: record.get(k) for k in keep}}
+    kv_scheme = (record.get("kv_cache") or {}).get("scheme")
+    return {"out": str(out.resolve()), **{k: record.get(k) for k in keep}, "kv_cache": kv_scheme}

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ModelError
 from ..quant.formats import Format
-from .scales import stored_scale
+from ..quant.primitives import stored_scale
 
 INDEX = "model.safetensors.index.json"
 

@@ -24,7 +24,7 @@ from torch import nn
 from .. import attention
 from ..errors import RunDirError, UserError
 from .formats import FORMATS, Format
-from .primitives import amax_to_scale, fake_quantize, sqnr_db
+from .primitives import fake_quantize, sqnr_db, stored_scale
 
 KV_FORMATS = ("fp8-e4m3", "fp8-e5m2", "int8")
 GRANULARITIES = ("tensor", "head")
@@ -85,15 +85,6 @@ def kv_peaks(view) -> dict[int, dict]:
     }
 
 
-def scale_up(amax: np.ndarray, fmt: Format) -> torch.Tensor:
-    """float32 amax / qmax, nudged up one ulp where float32 rounding put scale * qmax below amax
-    (checked in float64, where scale * qmax is exact for qmax 448, 57344 and 127)."""
-    a = torch.as_tensor(np.asarray(amax, dtype=np.float32))
-    s = amax_to_scale(a, fmt)
-    low = s.double() * fmt.max_value < a.double()
-    return torch.where(low, torch.nextafter(s, torch.full_like(s, torch.inf)), s)
-
-
 def kv_scales(view, fmt: str = "fp8-e4m3", granularity: str = "tensor") -> dict[int, dict]:
     """{layer: {"module", "k_scale", "v_scale"}}: float32, (1,) per tensor or (kv_heads,) per head."""
     f = kv_format(fmt)
@@ -103,9 +94,20 @@ def kv_scales(view, fmt: str = "fp8-e4m3", granularity: str = "tensor") -> dict[
         )
     pick = (lambda a: a.max(keepdims=True)) if granularity == "tensor" else (lambda a: a)
     return {
-        i: {"module": p["module"], "k_scale": scale_up(pick(p["k"]), f), "v_scale": scale_up(pick(p["v"]), f)}
+        i: {"module": p["module"], "k_scale": _scale(pick(p["k"]), f), "v_scale": _scale(pick(p["v"]), f)}
         for i, p in kv_peaks(view).items()
     }
+
+
+def stored_layout(scale: torch.Tensor) -> torch.Tensor:
+    """A k_scale / v_scale tensor as a checkpoint stores it: (1,) per tensor, (kv_heads, 1, 1) per
+    head (the shape compressed-tensors gives the attn_head parameters; transformers refuses others)."""
+    return scale.reshape(1) if scale.numel() == 1 else scale.reshape(-1, 1, 1).contiguous()
+
+
+def _scale(amax: np.ndarray, fmt: Format) -> torch.Tensor:
+    """float32 amax / qmax, rounded up so scale x qmax >= amax (primitives.stored_scale)."""
+    return stored_scale(np.asarray(amax, dtype=np.float32), fmt, torch.float32)
 
 
 def kv_cache_scheme(fmt: str = "fp8-e4m3", granularity: str = "tensor") -> dict:

@@ -42,6 +42,25 @@ def amax_to_scale(amax: torch.Tensor, fmt: Format) -> torch.Tensor:
     return torch.clamp(amax.float(), min=EPS) / fmt.max_value
 
 
+def round_up(scale: torch.Tensor, dtype: torch.dtype, target: torch.Tensor, qmax: float) -> torch.Tensor:
+    """`scale` in `dtype`, raised by ulps where stored x qmax falls below target (elementwise)."""
+    s = scale.to(dtype)
+    inf = torch.tensor(float("inf"), dtype=dtype)
+    for _ in range(4):  # one ulp always suffices after a round-to-nearest cast; the loop is a guard
+        short = (s.double() * qmax < target.double()) | (s <= 0)  # a zero scale would divide by 0
+        if not bool(short.any()):
+            return s
+        s = torch.where(short, torch.nextafter(s, inf.expand_as(s)), s)
+    raise AssertionError("scale could not be rounded up")
+
+
+def stored_scale(threshold: float | torch.Tensor, fmt: Format, dtype: torch.dtype) -> torch.Tensor:
+    """threshold / qmax as `dtype`, never below: stored x qmax >= threshold (shape of threshold)."""
+    t = torch.as_tensor(threshold, dtype=torch.float32)
+    s32 = round_up(amax_to_scale(t, fmt), torch.float32, t, fmt.max_value)
+    return round_up(s32, dtype, t, fmt.max_value)
+
+
 def fake_quantize(x: torch.Tensor, fmt: Format, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Round x / scale onto the format's grid (saturating) and scale back.
 

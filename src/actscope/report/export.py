@@ -83,13 +83,13 @@ def export(view: RunView, fmt: str, out: str | Path, **options) -> dict:
 
 def kv_scales_document(view: RunView, kv_format: str = "fp8-e4m3", kv_granularity: str = "tensor") -> tuple:
     """(tensors, JSON document) of the kv-scales export."""
-    from ..quant.kvcache import kv_cache_scheme, kv_peaks, kv_scales
+    from ..quant.kvcache import kv_cache_scheme, kv_peaks, kv_scales, stored_layout
 
     scales = kv_scales(view, kv_format, kv_granularity)
     tensors = {}
     for e in scales.values():
-        tensors[f"{e['module']}.k_scale"] = e["k_scale"].contiguous()
-        tensors[f"{e['module']}.v_scale"] = e["v_scale"].contiguous()
+        tensors[f"{e['module']}.k_scale"] = stored_layout(e["k_scale"])
+        tensors[f"{e['module']}.v_scale"] = stored_layout(e["v_scale"])
     peaks = kv_peaks(view)
     doc = {
         "format": kv_format,
