@@ -37,7 +37,7 @@ def smol_run(smollm, tmp_path_factory):
 @pytest.fixture(scope="session")
 def ckpt_fp8(smol_run, tmp_path_factory):
     """fp8-static, compressed-tensors, the source's float32 tensors and scales, verified (bf16 scales:
-    test_scales.py's plan test; the reload of a bf16 checkpoint computes partly in bf16, see docs/deploy.md)."""
+    test_deploy_scales.py's plan test; the reload of a bf16 checkpoint computes partly in bf16, see docs/deploy.md)."""
     out = tmp_path_factory.mktemp("ckpt") / "fp8"
     cfg = DeployConfig(run=str(smol_run), out=str(out), scheme="fp8-static", verify=True)
     return deploy(cfg)
