@@ -64,3 +64,25 @@ def test_corpus_measures_the_checkpoints_own_model(ckpt_fp8, tmp_path, capsys):
     got = json.loads(capsys.readouterr().out)
     assert got["summary"]["modules"] == 210 and got["summary"]["measured"] == 210
     assert RunView(run).model["source"] == str(out)
+
+
+def test_vllm_fp8_checkpoint_is_read(ckpt_fp8, run_copy, tmp_path):
+    """vLLM's own `fp8` format (quant_method fp8, activation_scheme static, `input_scale` per
+    module): the same scales read the same way as the compressed-tensors checkpoint's."""
+    import json
+
+    src, _ = ckpt_fp8
+    ck = tmp_path / "vllm-fp8"
+    shutil.copytree(src, ck)
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["quantization_config"] = {
+        "quant_method": "fp8",
+        "activation_scheme": "static",
+        "ignored_layers": ["lm_head"],
+    }
+    (ck / "config.json").write_text(json.dumps(cfg))
+    name, rows = audit(ck, RunView(run_copy))
+    _, reference = audit(src, RunView(run_copy))
+    assert name == "fp8"
+    key = lambda r: (r["module"], r["input_scale"], r["representable"], r["verdict"])  # noqa: E731
+    assert sorted(map(key, rows)) == sorted(map(key, reference))
