@@ -106,39 +106,42 @@ def evaluate_e2e(model: nn.Module, batches, schemes: dict[str, dict[str, Quantiz
 def evaluate_contexts(model: nn.Module, batches, contexts: dict[str, Callable]) -> dict[str, dict]:
     """The same comparison for any quantization a context manager applies while it is open
     (contexts: name -> a callable returning it): linear inputs, the KV cache (kvcache.py)."""
-    device = input_device(model)
-    sums = {
-        name: torch.zeros(len(FIELDS), dtype=torch.float64, device=device) for name in ("float", *contexts)
-    }
-    with torch.inference_mode():
-        for batch in batches:
-            ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
-            ref, target = _next_token_rows(_logits(model, ids, mask), ids, mask)
-            ref_top = ref.argmax(-1)
-            sums["float"] += _terms(ref, ref, target, ref_top)
-            for name, make in contexts.items():
-                with make():
-                    logp, _ = _next_token_rows(_logits(model, ids, mask), ids, mask)
-                sums[name] += _terms(ref, logp, target, ref_top)
-                del logp
-            del ref
-    return _results(sums)
+
+    def under(make):
+        def logits(ids, mask):
+            with make():
+                return _logits(model, ids, mask)
+
+        return logits
+
+    return _compare(model, {name: under(make) for name, make in contexts.items()}, batches)
 
 
 def compare_models(ref: nn.Module, others: dict[str, nn.Module], batches) -> dict[str, dict]:
     """evaluate_e2e's figures for other models (a reloaded checkpoint) against `ref` on the same batches:
     {"float": ..., name: {ce, ppl, kl, top1_agree, positions, deltas}}. The models share a tokenizer."""
     device = input_device(ref)
-    sums = {name: torch.zeros(len(FIELDS), dtype=torch.float64, device=device) for name in ("float", *others)}
+    variants = {name: (lambda ids, mask, m=m: _logits(m, ids, mask).to(device)) for name, m in others.items()}
+    return _compare(ref, variants, batches)
+
+
+def _compare(ref: nn.Module, variants: dict[str, Callable], batches) -> dict[str, dict]:
+    """Next-token figures of each variant's logits (ids, mask) -> (B, S, V) against ref's."""
+    device = input_device(ref)
+    sums = {
+        name: torch.zeros(len(FIELDS), dtype=torch.float64, device=device) for name in ("float", *variants)
+    }
     with torch.inference_mode():
         for batch in batches:
             ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
             ref_lp, target = _next_token_rows(_logits(ref, ids, mask), ids, mask)
             ref_top = ref_lp.argmax(-1)
             sums["float"] += _terms(ref_lp, ref_lp, target, ref_top)
-            for name, model in others.items():
-                logp, _ = _next_token_rows(_logits(model, ids, mask).to(device), ids, mask)
+            for name, logits in variants.items():
+                logp, _ = _next_token_rows(logits(ids, mask), ids, mask)
                 sums[name] += _terms(ref_lp, logp, target, ref_top)
+                del logp
+            del ref_lp
     return _results(sums)
 
 
