@@ -25,8 +25,8 @@ UNKNOWN = {
         dict(
             state_size=4, expand=2, intermediate_size=None, num_attention_heads=None, num_key_value_heads=None
         ),
-        ["mlp", "gate", "act"],
-    ),  # mixer only
+        ["mlp", "gate", "act", "query", "key", "value", "attn_logits"],
+    ),  # mixer only: no MLP, and no attention function (no query/key/value/logits)
     "granitemoe": (dict(num_local_experts=4, num_experts_per_tok=2), ["gate", "act"]),  # MoE: experts found
 }
 
