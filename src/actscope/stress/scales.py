@@ -43,6 +43,15 @@ def scale_checkpoints(
     return paths
 
 
+def _static(path: Path) -> bool:
+    try:
+        checkpoint_format(path)
+        input_scales(path)
+    except UserError:
+        return False
+    return True
+
+
 def saturation(paths: list[Path], worst_view) -> list[dict]:
     """Per checkpoint: the modules whose static scale the worst inputs exceed, worst first."""
     out = []
