@@ -23,12 +23,9 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ModelError, UserError
 from ..quant.formats import FP8_E4M3, INT8, Format
-from ..quant.primitives import sqnr_db
-from ..quant.scales import histogram_mse, histogram_points
+from ..quant.scales import histogram_sqnr
 from ..stats import histogram as H
 from .plan import linear_sites
 from .weights import source_shards
@@ -96,18 +93,9 @@ def module_row(module: str, scale: float, fmt: Format, site: dict | None, hist) 
     row.update(measured_peak=peak, headroom=rep / peak if peak > 0 else math.inf)
     if hist is not None:
         row["clip_fraction"] = 0.0 if peak <= rep else H.fraction_above(hist, [rep])[rep][1]
-        row["sqnr_db"] = hist_sqnr(hist, fmt, rep, peak)
+        row["sqnr_db"] = histogram_sqnr(hist, fmt, rep, peak)
     row["verdict"] = "saturates" if peak > rep else f"headroom x{row['headroom']:.2f}"
     return row
-
-
-def hist_sqnr(hist: np.ndarray, fmt: Format, threshold: float, amax: float) -> float:
-    values, weights = histogram_points(hist, amax)
-    if values.size == 0:
-        return math.nan
-    signal = float((values.astype(np.float64) ** 2 * weights).sum() / weights.sum())
-    noise = float(histogram_mse(hist, fmt, np.array([threshold]), amax)[0])
-    return sqnr_db(signal, noise)
 
 
 def audit(ckpt: str | Path, view) -> tuple[str, list[dict]]:

@@ -16,12 +16,14 @@ exact one (tests/quant check it against quantizing the tensor itself).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from ..stats import histogram as H
 from .formats import Format
-from .primitives import amax_to_scale, fake_quantize
+from .primitives import amax_to_scale, fake_quantize, sqnr_db
 
 POINTS = 8  # representative values per histogram bin
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -113,3 +115,13 @@ def weight_input_amax(modules) -> torch.Tensor:
         out = per_in.float() if out is None else torch.maximum(out, per_in.float())
     assert out is not None, "no module"
     return out
+
+
+def histogram_sqnr(hist: np.ndarray, fmt: Format, threshold: float, amax: float) -> float:
+    """SQNR (dB) of quantizing the histogram's |a| at `threshold`, from the same points as histogram_mse."""
+    values, weights = histogram_points(hist, amax)
+    if values.size == 0:
+        return math.nan
+    signal = float((values.astype(np.float64) ** 2 * weights).sum() / weights.sum())
+    noise = float(histogram_mse(hist, fmt, np.array([threshold]), amax)[0])
+    return sqnr_db(signal, noise)
