@@ -241,7 +241,14 @@ def test_interrupt_while_writing_the_final_tables_says_resume(tmp_path, corpus_f
     out = tmp_path / "o"
     argv = ["measure", "smollm2-135m", "--corpus", str(corpus_file), "--sites", "embed.out", "-o", str(out)]
     monkeypatch.setattr(runner, "complete_run", interrupted_write)
-    assert cli.main([*argv, "--no-progress"]) == 130
+    # Python's own SIGINT handler, as a fresh `actscope` process has it: in a full suite run an
+    # earlier test leaves another one installed (not yet found: see the closing note)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = cli.main([*argv, "--no-progress"])
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert code == 130
     err = capsys.readouterr().err
     assert "state saved in" in err and "--resume" in err, err
     monkeypatch.setattr(runner, "complete_run", real)
