@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import signals
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ def atomic_dir(target: Path, replace: bool = False) -> Iterator[Path]:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield tmp
+        signals.check()  # a signal whose exception a destructor dropped publishes nothing
         tmp.chmod(0o755)  # mkdtemp makes it 0700; the cache may be shared between users
         if replace:
             _swap_in(tmp, target)
@@ -165,6 +167,7 @@ def atomic_file(target: Path) -> Iterator[Path]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield tmp
+        signals.check()
         tmp.chmod(0o644)  # mkstemp makes it 0600
         os.replace(tmp, target)
     finally:

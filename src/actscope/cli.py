@@ -12,8 +12,8 @@ import logging
 import os
 import signal
 import sys
-import threading
 
+from . import signals
 from .errors import Interrupted, Terminated, UserError
 from .textsafe import visible
 
@@ -52,10 +52,6 @@ def one_line(message: str) -> str:
     return visible(" ".join(message.split()))
 
 
-def _terminate(signum, frame):
-    raise Terminated(signum)
-
-
 def _join_dash_values(argv: list[str]) -> list[str]:
     """`--shard -1/2`: argparse takes a value starting with "-" for an option and says only
     "expected one argument"; joined as `--shard=-1/2` it reaches the range check instead."""
@@ -72,13 +68,19 @@ _DASH_VALUE_FLAGS = ("--shard",)
 
 
 def main(argv: list[str] | None = None) -> int:
-    if threading.current_thread() is not threading.main_thread():
-        return _main(argv)
-    old = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like SIGINT
-    try:
-        return _main(argv)
-    finally:
-        signal.signal(signal.SIGTERM, old)  # main() called in-process (tests) leaves no trace
+    with signals.installed():  # SIGTERM unwinds like SIGINT; neither is lost (see signals.py)
+        code = _main(argv)
+        if code == 0 and signals.pending() is not None:  # its exception was dropped on the way
+            return _signalled(signals.pending())
+        return code
+
+
+def _signalled(signum: int) -> int:
+    if signum == signal.SIGTERM:
+        print("actscope: terminated (SIGTERM)", file=sys.stderr)
+        return Terminated.exit_code
+    print("actscope: interrupted", file=sys.stderr)
+    return 130
 
 
 def _main(argv: list[str] | None) -> int:
@@ -96,11 +98,9 @@ def _main(argv: list[str] | None) -> int:
         print(f"actscope: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except Terminated:
-        print("actscope: terminated (SIGTERM)", file=sys.stderr)
-        return Terminated.exit_code
+        return _signalled(signal.SIGTERM)
     except KeyboardInterrupt:
-        print("actscope: interrupted", file=sys.stderr)
-        return 130
+        return _signalled(signal.SIGINT)
     except BrokenPipeError:  # `actscope card RUN | head`: the reader left; not an error
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (silence the flush at exit)
         return 0

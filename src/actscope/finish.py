@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from . import signals
 from .rundir.manifest import now
 from .rundir.reader import RunView
 from .rundir.tables import Results, build_tables, collect
@@ -37,6 +38,7 @@ def write_run(out: Path, manifest: dict, tables: dict[str, pa.Table]) -> None:
     """The tables, then run.json last (a reader never sees a complete manifest before its tables)."""
     for name, table in tables.items():
         write_table(out, name, table)
+    signals.check()  # a signal whose exception was dropped on the way leaves the run resumable
     write_manifest(out, manifest)
 
 

@@ -169,3 +169,36 @@ def test_offload_scratch_is_removed_at_exit_and_swept_after_sigkill(tmp_path):
     assert left.is_dir()  # SIGKILL runs no cleanup
     cache_root(tmp_path)
     assert not left.exists()
+
+
+class _SignalInDestructor:
+    """Raises `sig` from its destructor, where Python drops the handler's exception (prints
+    "Exception ignored" and goes on): how tqdm's __del__ once swallowed CI's SIGTERM."""
+
+    def __init__(self, sig):
+        self.sig = sig
+
+    def __del__(self):
+        signal.raise_signal(self.sig)
+
+
+def test_sigterm_dropped_by_a_destructor_still_stops_the_conversion(tmp_path, monkeypatch):
+    from actscope import cli
+    from actscope.models import gguf_convert
+
+    real, dropped = gguf_convert.sha256_file, []
+
+    def hash_after_a_dropped_sigterm(path):
+        if not dropped:
+            dropped.append(sys.unraisablehook)
+            monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
+            _SignalInDestructor(signal.SIGTERM)  # collected at once: the handler runs in __del__
+        return real(path)
+
+    monkeypatch.setattr(gguf_convert, "sha256_file", hash_after_a_dropped_sigterm)
+    assert cli.main(["sites", "smollm2-135m", "--cache-dir", str(tmp_path)]) == 143
+    assert dropped[1:] and all(issubclass(t, KeyboardInterrupt) for t in dropped[1:])  # it was dropped
+    assert not list(tmp_path.glob(".*.tmp"))  # the temporary went as on a plain SIGTERM
+    assert not [
+        p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")
+    ]  # nothing published
