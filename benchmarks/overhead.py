@@ -5,8 +5,9 @@ runner's forward_fn, no hooks) alternate with measured ones (hooks feeding the
 accumulator exactly as runner.measure does), round after round in ABBA order so
 that drift in the machine's load cancels. Printed: the median over rounds of
 measured / bare time and tokens per second, for the paper's site set and for
-every site a plain measure hooks (all but attn_logits), the paper's set plus the attention-internal
-sites (query/key/value, key/value, attn_logits) with their difference to it; the padding fraction of the batching; and peak
+every site a plain measure hooks (all but attn_logits), and the paper's set plus the
+attention-internal sites (query/key/value, key/value, attn_logits) with their cost over it, each
+batch run bare and with every set back to back; the padding fraction of the batching; and peak
 resident memory of a whole `measure()` for a small and a large corpus, each in
 a subprocess of its own.
 
@@ -132,46 +133,70 @@ class Bench:
         return w2 - w, c2 - c
 
 
-def time_ratio(bench: Bench, rounds: int) -> dict:
-    """Every round runs each batch bare and measured back to back (ABBA order from pair to
-    pair), so that a change in the machine's load hits both sides of a pair alike."""
-    for i in range(len(bench.batches)):  # warm-up: allocator, caches, any one-time build
-        bench.bare(i), bench.measured(i)
-    pairs, rounds_wall, cpu_pairs = [], [], []
-    bare_t, meas_t = [], []
-    n = len(bench.batches)
-    best_b, best_m = [float("inf")] * n, [float("inf")] * n  # per batch, over rounds
+def time_ratios(benches: dict[str, Bench], rounds: int) -> tuple[dict, dict]:
+    """Every round runs each batch bare and then measured with every site set, back to back,
+    in an order reversed from batch to batch (ABBA), so that a change in the machine's load
+    hits all sides of a batch alike. A set's ratio is the median over (batch, round) of
+    measured / bare; its cost over the paper's set, the median of measured / paper-measured
+    over the same passes (a difference of two medians would carry both their noise)."""
+    names = list(benches)
+    n = len(next(iter(benches.values())).batches)
+    for i in range(n):  # warm-up: allocator, caches, any one-time build
+        next(iter(benches.values())).bare(i)
+        for b in benches.values():
+            b.measured(i)
+    pairs = {k: [] for k in names}
+    cpu_pairs = {k: [] for k in names}
+    over_paper = {k: [] for k in names}
+    rounds_wall = {k: [] for k in names}
+    bare_t, meas_t = [], {k: [] for k in names}
+    best_b, best_m = [float("inf")] * n, {k: [float("inf")] * n for k in names}
+    first = benches[names[0]]
     flip = False
     for _ in range(rounds):
         gc.collect()
-        rb = rm = 0.0
+        rb, rm = 0.0, dict.fromkeys(names, 0.0)
         for i in range(n):
-            if flip:
-                m, b = bench.measured(i), bench.bare(i)
-            else:
-                b, m = bench.bare(i), bench.measured(i)
+            order = [None, *names]
+            times = {}
+            for k in order[::-1] if flip else order:
+                times[k] = first.bare(i) if k is None else benches[k].measured(i)
             flip = not flip
-            pairs.append(m[0] / b[0])
-            cpu_pairs.append(m[1] / b[1])
-            rb, rm = rb + b[0], rm + m[0]
-            best_b[i], best_m[i] = min(best_b[i], b[0]), min(best_m[i], m[0])
-        rounds_wall.append(rm / rb)
+            b = times[None]
+            rb += b[0]
+            best_b[i] = min(best_b[i], b[0])
+            for k in names:
+                m = times[k]
+                pairs[k].append(m[0] / b[0])
+                cpu_pairs[k].append(m[1] / b[1])
+                if "paper sites" in times and k != "paper sites":
+                    over_paper[k].append(m[0] / times["paper sites"][0])
+                rm[k] += m[0]
+                best_m[k][i] = min(best_m[k][i], m[0])
         bare_t.append(rb)
-        meas_t.append(rm)
-    tokens = sum(b.n_tokens for b in bench.batches)
-    return {
-        "ratio": statistics.median(pairs),
-        "cpu_ratio": statistics.median(cpu_pairs),
-        # Load on a shared machine only ever slows a pass down: the fastest of the rounds
-        # is each side's least disturbed time, a cross-check of the median.
-        "min_ratio": sum(best_m) / sum(best_b),
-        "rounds": rounds_wall,
-        "pairs": len(pairs),
-        "bare_tok_s": tokens / statistics.median(bare_t),
-        "measured_tok_s": tokens / statistics.median(meas_t),
-        "sites": bench.n_sites,
-        "hooked": len(bench.probe.bindings),
-    }
+        for k in names:
+            rounds_wall[k].append(rm[k] / rb)
+            meas_t[k].append(rm[k])
+    tokens = sum(b.n_tokens for b in first.batches)
+    results, increments = {}, {}
+    for k in names:
+        results[k] = {
+            "ratio": statistics.median(pairs[k]),
+            "cpu_ratio": statistics.median(cpu_pairs[k]),
+            # Load on a shared machine only ever slows a pass down: the fastest of the rounds
+            # is each side's least disturbed time, a cross-check of the median.
+            "min_ratio": sum(best_m[k]) / sum(best_b),
+            "rounds": rounds_wall[k],
+            "pairs": len(pairs[k]),
+            "bare_tok_s": tokens / statistics.median(bare_t),
+            "measured_tok_s": tokens / statistics.median(meas_t[k]),
+            "sites": benches[k].n_sites,
+            "hooked": len(benches[k].probe.bindings),
+        }
+        if over_paper[k]:
+            q = statistics.quantiles(over_paper[k], n=4) if len(over_paper[k]) > 1 else over_paper[k] * 3
+            increments[k] = {"median": statistics.median(over_paper[k]), "q1": q[0], "q3": q[2]}
+    return results, increments
 
 
 def _rss_kib(field: str) -> int:
@@ -277,20 +302,21 @@ def main(argv=None) -> None:
     seqs = windows(corpus, loaded.tokenizer, args.samples, args.seq)
     batches = make_batches(seqs, token_budget=args.batch * args.seq, max_batch=args.batch)
     wanted = args.sets.split(",")
-    results = {}
-    for label, key, spec in SITE_SETS:
-        if key not in wanted:
-            continue
-        bench = Bench(loaded, seqs, batches, spec, DEFAULT_STATISTICS)
-        results[label] = r = time_ratio(bench, args.rounds)
-        del bench
+    benches = {
+        label: Bench(loaded, seqs, batches, spec, DEFAULT_STATISTICS)
+        for label, key, spec in SITE_SETS
+        if key in wanted
+    }
+    results, increments = time_ratios(benches, args.rounds)
+    for label, r in results.items():
         print(f"overhead ratio ({label}): {r['ratio']:.2f}", flush=True)
 
     threads = torch.get_num_threads()
     print(
         f"model {args.model} {args.dtype} on {args.device} ({threads} threads), "
         f"{args.samples} samples x {args.seq} tokens in batches of {args.batch}, {args.rounds} rounds, "
-        f"statistics: {', '.join(DEFAULT_STATISTICS)}, kernel: {kernel_name(args.device)}"
+        f"statistics: {', '.join(DEFAULT_STATISTICS)}, kernel: {kernel_name(args.device)}; "
+        f"each batch bare and with every site set back to back"
     )
     for label, r in results.items():
         rounds = " ".join(f"{x:.3f}" for x in r["rounds"])
@@ -300,14 +326,12 @@ def main(argv=None) -> None:
             f"median ratio of {r['pairs']} batch pairs {r['ratio']:.3f} (CPU time {r['cpu_ratio']:.3f}; "
             f"fastest of the rounds per batch {r['min_ratio']:.3f}; per round: {rounds})"
         )
-    base = results.get("paper sites")
-    for label, r in results.items():
-        if base is not None and label.startswith("paper +"):
-            d = r["ratio"] - base["ratio"]
-            spread = max(r["rounds"]) - min(r["rounds"]) + max(base["rounds"]) - min(base["rounds"])
+    for label, inc in increments.items():
+        if label.startswith("paper +"):
             print(
-                f"  {label} vs paper sites: ratio {d:+.3f} ({100 * d / base['ratio']:+.1f}%; "
-                f"round-to-round spread of the two {spread:.3f})"
+                f"  {label} vs paper sites: {100 * (inc['median'] - 1):+.1f}% (median of measured / "
+                f"paper-measured over the same {results[label]['pairs']} batch passes; quartiles "
+                f"{100 * (inc['q1'] - 1):+.1f}% .. {100 * (inc['q3'] - 1):+.1f}%)"
             )
     real = make_batches(tokenize_corpus(corpus, loaded.tokenizer, TokenizeConfig()))
     print(

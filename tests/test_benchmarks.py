@@ -28,5 +28,6 @@ def test_overhead_benchmark_prints_its_figures(tmp_path):
     assert re.fullmatch(r"overhead ratio \(all sites\): \d+\.\d\d", lines[1]), lines[1]
     text = out.stdout
     assert "median ratio of 2 batch pairs" in text and "fastest of the rounds per batch" in text
+    assert re.search(r"paper \+ key/value sites vs paper sites: [+-]\d+\.\d% \(median", text), text
     assert "padding fraction: benchmark batches 0.000" in text
     assert len(re.findall(r"peak RSS, whole measure\(\) of (4|8) samples", text)) == 2
