@@ -66,3 +66,4 @@ def installed() -> Iterator[None]:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        _pending = None  # a later command (or a library call) in this process starts clean

@@ -197,6 +197,9 @@ def test_sigterm_dropped_by_a_destructor_still_stops_the_conversion(tmp_path, mo
 
     monkeypatch.setattr(gguf_convert, "sha256_file", hash_after_a_dropped_sigterm)
     assert cli.main(["sites", "smollm2-135m", "--cache-dir", str(tmp_path)]) == 143
+    from actscope import signals
+
+    assert signals.pending() is None  # forgotten once main() returns: later cache writes go on (CI)
     assert dropped[1:] and all(issubclass(t, KeyboardInterrupt) for t in dropped[1:])  # it was dropped
     assert not list(tmp_path.glob(".*.tmp"))  # the temporary went as on a plain SIGTERM
     assert not [
