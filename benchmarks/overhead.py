@@ -140,18 +140,19 @@ def time_ratios(benches: dict[str, Bench], rounds: int) -> tuple[dict, dict]:
     measured / bare; its cost over the paper's set, the median of measured / paper-measured
     over the same passes (a difference of two medians would carry both their noise)."""
     names = list(benches)
-    n = len(next(iter(benches.values())).batches)
+    first = benches[names[0]]
+    n = len(first.batches)
     for i in range(n):  # warm-up: allocator, caches, any one-time build
-        next(iter(benches.values())).bare(i)
+        first.bare(i)
         for b in benches.values():
             b.measured(i)
+    base = "paper sites" if "paper sites" in benches else None
     pairs = {k: [] for k in names}
     cpu_pairs = {k: [] for k in names}
-    over_paper = {k: [] for k in names}
+    over_paper = {k: [] for k in names if base is not None and k != base}
     rounds_wall = {k: [] for k in names}
     bare_t, meas_t = [], {k: [] for k in names}
     best_b, best_m = [float("inf")] * n, {k: [float("inf")] * n for k in names}
-    first = benches[names[0]]
     flip = False
     for _ in range(rounds):
         gc.collect()
@@ -169,8 +170,8 @@ def time_ratios(benches: dict[str, Bench], rounds: int) -> tuple[dict, dict]:
                 m = times[k]
                 pairs[k].append(m[0] / b[0])
                 cpu_pairs[k].append(m[1] / b[1])
-                if "paper sites" in times and k != "paper sites":
-                    over_paper[k].append(m[0] / times["paper sites"][0])
+                if k in over_paper:
+                    over_paper[k].append(m[0] / times[base][0])
                 rm[k] += m[0]
                 best_m[k][i] = min(best_m[k][i], m[0])
         bare_t.append(rb)
@@ -193,9 +194,10 @@ def time_ratios(benches: dict[str, Bench], rounds: int) -> tuple[dict, dict]:
             "sites": benches[k].n_sites,
             "hooked": len(benches[k].probe.bindings),
         }
-        if over_paper[k]:
-            q = statistics.quantiles(over_paper[k], n=4) if len(over_paper[k]) > 1 else over_paper[k] * 3
-            increments[k] = {"median": statistics.median(over_paper[k]), "q1": q[0], "q3": q[2]}
+        if k in over_paper:
+            x = over_paper[k]
+            q1, _, q3 = statistics.quantiles(x, n=4) if len(x) > 1 else x * 3
+            increments[k] = {"median": statistics.median(x), "q1": q1, "q3": q3}
     return results, increments
 
 

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from signalling import SignalInDestructor
+
 GOOD_CORPUS = '{"text": "hello world"}\n'
 
 
@@ -224,16 +226,6 @@ def test_negative_shard_reaches_the_range_check(tmp_path, corpus_file):
     assert_clean_error(r, "--shard -1/2 is out of range", "0 <= I < N")
 
 
-class _SignalInDestructor:
-    """Raises `sig` from its destructor, where Python drops the handler's exception."""
-
-    def __init__(self, sig):
-        self.sig = sig
-
-    def __del__(self):
-        signal.raise_signal(self.sig)
-
-
 @pytest.mark.parametrize("dropped", [False, True], ids=["raised", "dropped-by-a-destructor"])
 def test_interrupt_while_writing_the_final_tables_says_resume(
     tmp_path, corpus_file, monkeypatch, capsys, dropped
@@ -248,7 +240,7 @@ def test_interrupt_while_writing_the_final_tables_says_resume(
     def interrupted_write(*args, **kwargs):
         if dropped:
             monkeypatch.setattr(sys, "unraisablehook", lambda u: None)
-            _SignalInDestructor(signal.SIGINT)  # collected at once: the handler runs in __del__
+            SignalInDestructor(signal.SIGINT)  # collected at once: the handler runs in __del__
         else:
             signal.raise_signal(signal.SIGINT)  # delivered to this thread before it returns
         return real(*args, **kwargs)

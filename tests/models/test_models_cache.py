@@ -21,6 +21,7 @@ from actscope.cache import cache_root
 from actscope.errors import UserError
 from actscope.models import load_model, resolve_source
 from actscope.models.gguf_convert import META_FILE
+from signalling import SignalInDestructor
 
 pytestmark = pytest.mark.slow
 
@@ -171,17 +172,6 @@ def test_offload_scratch_is_removed_at_exit_and_swept_after_sigkill(tmp_path):
     assert not left.exists()
 
 
-class _SignalInDestructor:
-    """Raises `sig` from its destructor, where Python drops the handler's exception (prints
-    "Exception ignored" and goes on): how tqdm's __del__ once swallowed CI's SIGTERM."""
-
-    def __init__(self, sig):
-        self.sig = sig
-
-    def __del__(self):
-        signal.raise_signal(self.sig)
-
-
 def test_sigterm_dropped_by_a_destructor_still_stops_the_conversion(tmp_path, monkeypatch):
     from actscope import cli
     from actscope.models import gguf_convert
@@ -192,7 +182,7 @@ def test_sigterm_dropped_by_a_destructor_still_stops_the_conversion(tmp_path, mo
         if not dropped:
             dropped.append(sys.unraisablehook)
             monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
-            _SignalInDestructor(signal.SIGTERM)  # collected at once: the handler runs in __del__
+            SignalInDestructor(signal.SIGTERM)  # collected at once: the handler runs in __del__
         return real(path)
 
     monkeypatch.setattr(gguf_convert, "sha256_file", hash_after_a_dropped_sigterm)
