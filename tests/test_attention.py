@@ -236,11 +236,12 @@ def test_intercept_restores_the_registry_and_passes_other_modules_through():
     assert reg._local_mapping == before
 
 
-def test_default_selection_leaves_attn_logits_out_and_all_has_it():
+def test_default_selection_leaves_query_and_attn_logits_out_and_all_has_them():
     plan = discover_sites(tiny_model("qwen3"))
     kinds = lambda spec: {b.site.kind for b in select_sites(plan.bindings, spec)}  # noqa: E731
-    assert "attn_logits" not in kinds(None) and {"query", "key", "value"} <= kinds(None)
-    assert "attn_logits" in kinds("all")
+    assert not {"query", "attn_logits"} & kinds(None) and {"key", "value"} <= kinds(None)
+    assert {"query", "attn_logits"} <= kinds("all")
+    assert kinds("paper,query") >= {"query", "residual"}
     assert kinds("kv") == {"key", "value"}
     names = {b.site.name for b in plan.bindings}
     assert {
@@ -249,3 +250,34 @@ def test_default_selection_leaves_attn_logits_out_and_all_has_it():
         "layers.0.attn.query.out",
         "layers.0.attn.logits",
     } <= names
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_sites_under_a_kv_cache_equal_one_full_forward(family):
+    """Prefill, then token-by-token decoding with the model's own KV cache (what generate does):
+    each step's query/key/value are the new tokens' only, attn_logits ranges over the cached keys
+    (Gemma 3: past its sliding window of 4), and the steps together equal one full forward."""
+    from transformers import DynamicCache
+
+    model = tiny_model(family)
+    ids = _inputs(B=2, S=9)[0][:1]
+    kinds = ["query", "key", "value", "attn_logits"]
+    chosen, full, _ = _capture(model, kinds, ids, torch.ones_like(ids))
+    names = [b.site.name for b in chosen]
+    steps, got = [], {}
+    cache = DynamicCache(config=model.config)
+    with HookSet(model, chosen, lambda i, x: got.__setitem__(names[i], x.clone())) as hs, torch.no_grad():
+        for s0, s1 in [(0, 5), (5, 6), (6, 7), (7, 8), (8, 9)]:
+            got.clear()
+            model(input_ids=ids[:, s0:s1], past_key_values=cache, use_cache=True)
+            hs.check_once()  # every site once per step
+            steps.append(dict(got))
+    assert cache.get_seq_length() > 5  # the steps did run on the cache
+    for name in names:
+        assert all(st[name].shape[1] == n for st, n in zip(steps, (5, 1, 1, 1, 1))), name
+        torch.testing.assert_close(torch.cat([st[name] for st in steps], 1), full[name], rtol=1e-5, atol=1e-5)
+    seen = []  # generate itself: one call per new token, each measuring its new token only
+    with HookSet(model, chosen, lambda i, x: seen.append(x.shape[1]) if i == 1 else None), torch.no_grad():
+        model.generate(ids[:, :5], attention_mask=torch.ones(1, 5, dtype=torch.long), max_new_tokens=4,
+                       do_sample=False, pad_token_id=0)  # fmt: skip
+    assert seen == [5, 1, 1, 1]

@@ -162,13 +162,27 @@ def test_fake_quant_sqnr_and_end_to_end(kv_run, tiny_loaded, tiny_corpus):
         (1, "v"),
     }
     assert all(25 < r["sqnr_db"] < 40 for r in rows)  # FP8 E4M3: ~31 dB on Gaussian-like data
-    res = evaluate_kv(model, view, batches, batches, ["fp8-e4m3:tensor", "int8:head"], 1.0)
+    res, table = evaluate_kv(model, view, batches, batches, ["fp8-e4m3:tensor", "int8:head"], 1.0)
+    peaks = kv_peaks(view)
+    assert len(table) == 2 * 2 * 2 * 3  # schemes x layers x (k, v) x (all heads, head 0, head 1)
+    for r in table:
+        peak = peaks[r["layer"]][r["tensor"]]
+        assert r["absmax"] == float(peak.max() if r["head"] < 0 else peak[r["head"]])
+        qmax = (FP8_E4M3 if r["format"] == "fp8-e4m3" else INT8).max_value
+        assert r["scale"] * qmax >= r["absmax"]  # the static scale holds the measured peak
+    # on the measured texts, layer 0's static scales hold every element (nothing upstream of it
+    # is quantized; later layers see the quantized cache of the earlier ones, so may exceed)
+    measured = Corpus("measured", tiny_corpus.samples[:8])  # what kv_run measured
+    _, seen = engine.tokenized_batches(measured, tok, TokenizeConfig(bos="auto"), token_budget=256)
+    for fmt in ("fp8-e4m3", "int8"):
+        first = [r for r in kv_sqnr(model, seen, kv_scales(view, fmt, "head"), fmt) if r["layer"] == 0]
+        assert len(first) == 6 and all(r["clip_rate"] == 0.0 for r in first)
     assert res["fp8-e4m3:tensor"]["verdict"] in ("pass", "fail")
     assert res["fp8-e4m3:tensor"]["e2e"]["positions"] == res["float"]["e2e"]["positions"] > 0
     assert res["float"]["e2e"]["kl"] == 0.0 and res["int8:head"]["e2e"]["kl"] > 0
 
 
-def test_quant_pipeline_kv_section(kv_run, tiny_loaded, tiny_corpus):
+def test_quant_pipeline_kv_section(kv_run, tiny_loaded, tiny_corpus, tmp_path):
     from actscope.quant.config import QuantConfig
     from actscope.quant.pipeline import run_quant
 
@@ -187,14 +201,55 @@ def test_quant_pipeline_kv_section(kv_run, tiny_loaded, tiny_corpus):
     kv = section["kv_cache"]
     assert set(kv) == {"fp8-e4m3:tensor", "int8:head", "float"}
     assert kv["int8:head"]["verdict"] in ("pass", "fail") and kv["int8:head"]["e2e"]["kl"] > 0
-    heads = {r["head"] for r in kv["int8:head"]["rows"]}
-    assert heads == {-1, 0, 1}
+    table = RunView.measured(view.path).table("quant_kv").to_pylist()
+    assert {r["head"] for r in table if r["scheme"] == "int8:head"} == {-1, 0, 1}
+    worst = min(
+        (r for r in table if r["scheme"] == "int8:head" and r["head"] == -1), key=lambda r: r["sqnr_db"]
+    )
+    assert kv["int8:head"]["worst"] == {k: worst[k] for k in ("layer", "tensor", "sqnr_db")}
+    assert "rows" not in kv["int8:head"]  # the rows live in quant_kv.parquet only
     stored = RunView.measured(view.path).manifest["quant"]["kv_cache"]
     assert stored["fp8-e4m3:tensor"]["verdict"] == kv["fp8-e4m3:tensor"]["verdict"]
     from actscope.report.card import card_fields, card_markdown
 
     card = card_fields(RunView.measured(view.path))["kv_cache"]
     assert card["fp8-e4m3:tensor"]["verdict"] == kv["fp8-e4m3:tensor"]["verdict"]
-    assert "KV cache `int8:head`" in card_markdown(RunView.measured(view.path))
+    from actscope.report.html import render_report
+    from actscope.report.kvview import kv_context
+
+    ctx = kv_context(RunView.measured(view.path))
+    assert [x["scheme"] for x in ctx["schemes"]] == ["fp8-e4m3:tensor", "int8:head"]
+    assert all(len(x["layers"]) == 2 and x["verdict"] == kv[x["scheme"]]["verdict"] for x in ctx["schemes"])
+    html = render_report([view.path], tmp_path / "r.html").read_text()
+    assert "K SQNR" in html and "KV cache <code>int8:head</code>" in html
+    md = card_markdown(RunView.measured(view.path))
+    assert "KV cache `int8:head`" in md and "KV cache range (keys after RoPE)" in md
+    peaks = kv_peaks(view)
+    k_layer = max(peaks, key=lambda i: peaks[i]["k"].max())
+    assert card_fields(view)["kv_range"]["key"] == {
+        "layer": k_layer,
+        "absmax": float(peaks[k_layer]["k"].max()),
+    }
+
     with pytest.raises(actscope.errors.UserError, match="KV granularity"):
         QuantConfig(target="x", kv=("fp8-e4m3:channel",))
+
+
+def test_report_kv_section(kv_run, tmp_path):
+    """The HTML report's KV section: per layer max|k| and max|v| from the run's own sites, the
+    E4M3 headroom at scale 1, and (after quant --kv, test above) each scheme's SQNR per layer."""
+    from actscope.report.html import render_report
+    from actscope.report.kvview import kv_context
+
+    view, _ = kv_run
+    ctx = kv_context(RunView.measured(view.path))
+    peaks = kv_peaks(view)
+    assert [e["layer"] for e in ctx["rows"]] == sorted(peaks)
+    for e in ctx["rows"]:
+        assert e["key"] == float(peaks[e["layer"]]["k"].max()) and e["value"] == float(
+            peaks[e["layer"]]["v"].max()
+        )
+        assert e["key_e4m3_headroom"] == FP8_E4M3.max_value / e["key"]
+        assert "query" not in e and "logits_max" not in e  # measured with --sites kv
+    html = render_report([view.path], tmp_path / "r.html").read_text()
+    assert "KV cache and attention" in html and "K E4M3 headroom" in html and "max |q|" not in html

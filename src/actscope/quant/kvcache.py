@@ -10,7 +10,7 @@ The peaks are the `key` and `value` sites of the run (attention.py: keys after R
 k-norm, as cached), per head from the channels table (channels = heads x head_dim).
 
 `KVFakeQuant` fake-quantizes K and V where they enter attention (attention.intercept), for
-SQNR per layer and head (`kv_sqnr`) and for the end-to-end perplexity / KL change
+SQNR per layer and head (`kv_sqnr`, written to quant_kv.parquet) and for the end-to-end perplexity / KL change
 (e2e.evaluate_contexts). DeepSeek MLA caches a latent, not these heads: its K/V sites are the
 expanded heads, so its scales do not describe its cache.
 """
@@ -200,32 +200,53 @@ def kv_sqnr(model: nn.Module, batches, scales: dict[int, dict], fmt: str) -> lis
     return fq.sqnr_rows()
 
 
-def evaluate_kv(model: nn.Module, view, sqnr_batches, e2e_batches, schemes, budget_pct: float) -> dict:
-    """`actscope quant`'s kv_cache section: per scheme ("fp8-e4m3:tensor" ...) the SQNR rows
-    per layer and head, the end-to-end change and a verdict.
+def evaluate_kv(
+    model: nn.Module, view, sqnr_batches, e2e_batches, schemes, budget_pct: float
+) -> tuple[dict, list[dict]]:
+    """`actscope quant`'s KV-cache results: (run.json's kv_cache section, quant_kv rows).
 
+    The section holds per scheme ("fp8-e4m3:tensor" ...) the worst layer, the end-to-end
+    change and a verdict; the rows (quant_kv.parquet) the SQNR and clip rate per scheme,
+    layer, tensor (k, v) and head (-1: all heads), with the measured peak and the scale.
     pass: every layer's K and V SQNR >= SQNR_MIN_DB and perplexity within budget_pct."""
     from .e2e import evaluate_contexts
 
     parsed = {s: parse_kv_scheme(s) for s in schemes}
     scales = {s: kv_scales(view, *parsed[s]) for s in schemes}
+    peaks = kv_peaks(view)
     rows = {s: kv_sqnr(model, sqnr_batches, scales[s], parsed[s][0]) for s in schemes}
     contexts = {s: (lambda s=s: KVFakeQuant(model, scales[s], parsed[s][0])) for s in schemes}
     e2e = evaluate_contexts(model, e2e_batches, contexts) if e2e_batches else {}
-    out = {}
+    out, table = {}, []
     for s in schemes:
+        fmt, gran = parsed[s]
         layer_rows = [r for r in rows[s] if r["head"] == -1]
         worst = min(layer_rows, key=lambda r: r["sqnr_db"])
         e = e2e.get(s)
         ok = worst["sqnr_db"] >= SQNR_MIN_DB and (e is None or e["ppl_change_pct"] <= budget_pct)
         out[s] = {
-            "rows": rows[s],
+            "format": fmt,
+            "granularity": gran,
             "worst": {k: worst[k] for k in ("layer", "tensor", "sqnr_db")},
             "e2e": e,
             "verdict": "pass" if ok else "fail",
             "criterion": f"every layer's K and V SQNR >= {SQNR_MIN_DB:g} dB"
             + (f" and perplexity change <= {budget_pct:g}%" if e is not None else ""),
         }
+        for r in rows[s]:
+            peak = peaks[r["layer"]][r["tensor"]]
+            scale = scales[s][r["layer"]][f"{r['tensor']}_scale"]
+            h = r["head"]
+            table.append(
+                {
+                    "scheme": s,
+                    "format": fmt,
+                    "granularity": gran,
+                    **r,
+                    "absmax": float(peak.max() if h < 0 else peak[h]),
+                    "scale": float(scale.max() if h < 0 or scale.numel() == 1 else scale[h]),
+                }
+            )
     if e2e:
         out["float"] = {"e2e": e2e["float"]}
-    return out
+    return out, table

@@ -108,14 +108,16 @@ def run_quant(cfg: QuantConfig, *, loaded=None, corpus=None) -> tuple[Path, dict
         "recommendation": rec,
         "timings": {"calibrate_s": t_cal - t0, "evaluate_s": t_eval - t_cal, "e2e_s": time.time() - t_eval},
     }
+    kv_rows = []
     if cfg.kv:
-        section["kv_cache"] = _kv_cache(cfg, target, loaded.model, data)
-    write_quant(out, manifest, section, rows)
+        section["kv_cache"], kv_rows = _kv_cache(cfg, target, loaded.model, data)
+    write_quant(out, manifest, section, rows, kv_rows)
     return out, section
 
 
-def _kv_cache(cfg: QuantConfig, target: Target, model, data) -> dict:
-    """KV-cache schemes with static scales from the target run's key and value sites."""
+def _kv_cache(cfg: QuantConfig, target: Target, model, data) -> tuple[dict, list[dict]]:
+    """KV-cache schemes with static scales from the target run's key and value sites:
+    (run.json section, quant_kv rows)."""
     from ..rundir import RunView
     from .kvcache import evaluate_kv
 

@@ -4,6 +4,7 @@ quant.parquet        one row per (hooked site, scheme): SQNR, rel RMSE/MAE, clip
                      underflow rates, the scale's threshold (with its error bound),
                      and the site's max|a| / rms on the evaluation split
 quant_corr.parquet   Pearson / Spearman of log max|a| (and crest factor) vs SQNR
+quant_kv.parquet     `--kv`: SQNR and clip rate per KV scheme, layer, tensor (k, v) and head
 run.json "quant"     settings, split sample ids, per-scheme summary, end-to-end
                      results, correlations, recommendation
 """
@@ -109,10 +110,14 @@ def _clean(v):
     return v
 
 
-def write_quant(out: Path, manifest: dict, section: dict, rows: list[dict]) -> None:
+def write_quant(out: Path, manifest: dict, section: dict, rows: list[dict], kv_rows=()) -> None:
     cols = list(rows[0]) if rows else []
     write_table(out, "quant", {c: [r.get(c) for r in rows] for c in cols})
     corr = section["correlation"]
     write_table(out, "quant_corr", {c: [r[c] for r in corr] for c in (list(corr[0]) if corr else [])})
+    if kv_rows:
+        write_table(out, "quant_kv", {c: [r[c] for r in kv_rows] for c in kv_rows[0]})
+    elif (out / "quant_kv.parquet").exists():
+        (out / "quant_kv.parquet").unlink()  # a quant run without --kv: no stale KV rows beside it
     manifest["quant"] = _clean(section)
     write_manifest(out, manifest)

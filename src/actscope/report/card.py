@@ -11,6 +11,7 @@ import json
 from .. import __version__
 from ..textsafe import md_cell, md_code, md_fence
 from .compare import fmt_m, fmt_pct, human_params, location
+from .kvview import kv_context
 from .rundata import RunView, massive_channels
 from .verdicts import FP8_E4M3, FP16_MAX, INT8, format_verdict, fp16_verdict
 
@@ -59,7 +60,25 @@ def card_fields(view: RunView) -> dict:
         "outlier_feature_channels": (s.get("outlier_features") or {}).get("channels", []),
         "residual_carries_M": s.get("residual_carries_M"),
         "kv_cache": kv_card(view),
+        "kv_range": kv_range(view),
     }
+
+
+def kv_range(view: RunView) -> dict | None:
+    """Measured max|k| and max|v| as cached, with their layers (None without key/value sites)."""
+    ctx = kv_context(view)
+    peaks = {t: p for t, p in (ctx or {}).get("peaks", {}).items() if t in ("key", "value")}
+    return peaks or None
+
+
+def _kv_range_row(r: dict | None) -> list[tuple[str, str]]:
+    if not r:
+        return []
+    parts = [f"max \\|{t[0]}\\| {fmt_m(p['absmax'])} (layer {p['layer']})" for t, p in r.items()]
+    worst = max(p["absmax"] for p in r.values())
+    e4m3 = FP8_E4M3.max_value
+    fit = f"fits at scale 1 (headroom x{e4m3 / worst:.3g})" if worst < e4m3 else "needs k/v scales"
+    return [("KV cache range (keys after RoPE)", f"{'; '.join(parts)}; FP8 E4M3 {fit}")]
 
 
 def kv_card(view: RunView) -> dict | None:
@@ -130,6 +149,7 @@ def card_markdown(view: RunView) -> str:
             f"{_yes_no(f['int8_per_tensor_safe'])} ({_detail(format_verdict(view, INT8))})",
         ),
         ("massive-activation channels (residual)", channels),
+        *_kv_range_row(f["kv_range"]),
         *(
             (
                 f"KV cache {md_code(name)}",

@@ -21,6 +21,7 @@ from .. import __version__, outputs, textsafe
 from ..stats import histogram as H
 from . import compare, plots
 from .compare import fmt_pct
+from .kvview import kv_context
 from .quantview import quant_context
 from .rundata import RunView, massive_channels, split_context
 from .stressview import stress_context
@@ -77,6 +78,7 @@ def run_context(view: RunView, index: int) -> dict:
         "has_M": s.get("M") is not None,
         "meta": metadata(view),
         "quant": quant_context(view),
+        "kv": kv_context(view),
         "stress": stress_context(view),
         "deploy": deploy_context(view),
     }

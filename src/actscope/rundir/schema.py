@@ -17,7 +17,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "run.json"
 STATE = "state/accumulators.safetensors"
 TABLES = ("sites", "channels", "hist", "topk", "samples")  # written by measure and merge
-QUANT_TABLES = ("quant", "quant_corr")  # written by `actscope quant`
+QUANT_TABLES = ("quant", "quant_corr", "quant_kv")  # written by `actscope quant`
 DEPLOY_TABLES = ("audit",)  # written by `actscope audit`
 
 _TYPES = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(), "string": pa.string()}
@@ -136,6 +136,18 @@ QUANT_CORR = (
     ("pearson", "float64", "Pearson correlation with SQNR"),
     ("spearman", "float64", "Spearman correlation with SQNR"),
 )
+QUANT_KV = (
+    ("scheme", "string", "KV scheme, FORMAT:GRANULARITY (`fp8-e4m3:tensor`, `int8:head` ...)"),
+    ("format", "string", "fp8-e4m3, fp8-e5m2 or int8"),
+    ("granularity", "string", "tensor (one scale per layer for K and for V) or head (one per KV head)"),
+    ("layer", "int64", "decoder layer"),
+    ("tensor", "string", "k or v"),
+    ("head", "int64", "KV head (-1: all heads of the layer)"),
+    ("sqnr_db", "float64", "SQNR of the fake-quantized cache on the held-out split"),
+    ("clip_rate", "float64", "fraction of elements above scale x qmax"),
+    ("absmax", "float64", "the run's max\\|a\\| of the head (of the layer for head -1)"),
+    ("scale", "float64", "the static scale (head -1 under per-head scales: the largest of the layer)"),
+)
 AUDIT = (
     ("module", "string", "module path of the checkpoint's quantized linear layer"),
     ("site", "string", "the run's linear-input site of that module (null: not measured)"),
@@ -193,6 +205,7 @@ def columns(name: str, stat_names=None, sites=()) -> list[tuple[str, str, str]]:
         "topk": TOPK,
         "quant": QUANT,
         "quant_corr": QUANT_CORR,
+        "quant_kv": QUANT_KV,
         "quant_compare": QUANT_COMPARE,
         "audit": AUDIT,
     }
@@ -211,7 +224,7 @@ def schema(name: str, stat_names=None, sites=()) -> pa.Schema:
     return _schema(columns(name, stat_names, sites))
 
 
-DOC_TABLES = ("sites", "channels", "hist", "topk", "samples", "quant", "quant_corr", "audit")
+DOC_TABLES = ("sites", "channels", "hist", "topk", "samples", "quant", "quant_corr", "quant_kv", "audit")
 
 
 def markdown(name: str) -> str:
