@@ -65,7 +65,10 @@ def card_fields(view: RunView) -> dict:
 
 
 def kv_range(view: RunView) -> dict | None:
-    """Measured max|k| and max|v| as cached, with their layers (None without key/value sites)."""
+    """Measured max|k| and max|v| as cached, with their layers (None without key/value sites,
+    and for an overflowed run, whose maxima are lower bounds)."""
+    if view.summary.get("M_lower_bound"):
+        return None
     ctx = kv_context(view)
     peaks = {t: p for t, p in (ctx or {}).get("peaks", {}).items() if t in ("key", "value")}
     return peaks or None
@@ -77,7 +80,7 @@ def _kv_range_row(r: dict | None) -> list[tuple[str, str]]:
     parts = [f"max \\|{t[0]}\\| {fmt_m(p['absmax'])} (layer {p['layer']})" for t, p in r.items()]
     worst = max(p["absmax"] for p in r.values())
     e4m3 = FP8_E4M3.max_value
-    fit = f"fits at scale 1 (headroom x{e4m3 / worst:.3g})" if worst < e4m3 else "needs k/v scales"
+    fit = f"fits at scale 1 (margin x{e4m3 / worst:.3g})" if worst < e4m3 else "needs k/v scales"
     return [("KV cache range (keys after RoPE)", f"{'; '.join(parts)}; FP8 E4M3 {fit}")]
 
 
