@@ -5,7 +5,7 @@ runner's forward_fn, no hooks) alternate with measured ones (hooks feeding the
 accumulator exactly as runner.measure does), round after round in ABBA order so
 that drift in the machine's load cancels. Printed: the median over rounds of
 measured / bare time and tokens per second, for the paper's site set and for
-every site a plain measure hooks (all but attn_logits), and the paper's set plus the
+every site a plain measure hooks (all but query and attn_logits), and the paper's set plus the
 attention-internal sites (query/key/value, key/value, attn_logits) with their cost over it, each
 batch run bare and with every set back to back; the padding fraction of the batching; and peak
 resident memory of a whole `measure()` for a small and a large corpus, each in
@@ -42,7 +42,7 @@ from actscope.stats import DEFAULT_STATISTICS
 from actscope.stats.accumulator import Accumulator
 
 # (label, --sets key, site spec): the paper's sites, every default site, and the paper's sites
-# with the attention-internal ones added (query/key/value; attn_logits, off by default)
+# with the attention-internal ones added (query/key/value, key/value; query and attn_logits are off by default)
 SITE_SETS = (
     ("paper sites", "paper", "paper"),
     ("all sites", "all", None),
