@@ -5,9 +5,10 @@ runner's forward_fn, no hooks) alternate with measured ones (hooks feeding the
 accumulator exactly as runner.measure does), round after round in ABBA order so
 that drift in the machine's load cancels. Printed: the median over rounds of
 measured / bare time and tokens per second, for the paper's site set and for
-every site a plain measure hooks (all but query and attn_logits), and the paper's set plus the
+every site a plain measure hooks (all but attn_logits), and the paper's set plus the
 attention-internal sites (query/key/value, key/value, attn_logits) with their cost over it, each
-batch run bare and with every set back to back; the padding fraction of the batching; and peak
+batch run bare and with every set back to back; the time each site kind's own work (taps and
+statistics) takes, as a share of a bare forward; the padding fraction of the batching; and peak
 resident memory of a whole `measure()` for a small and a large corpus, each in
 a subprocess of its own.
 
@@ -20,6 +21,8 @@ The first printed line is `overhead ratio (paper sites): X.XX`.
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import gc
 import json
 import os
@@ -42,7 +45,7 @@ from actscope.stats import DEFAULT_STATISTICS
 from actscope.stats.accumulator import Accumulator
 
 # (label, --sets key, site spec): the paper's sites, every default site, and the paper's sites
-# with the attention-internal ones added (query/key/value, key/value; query and attn_logits are off by default)
+# with the attention-internal ones added (query/key/value, key/value; attn_logits is off by default)
 SITE_SETS = (
     ("paper sites", "paper", "paper"),
     ("all sites", "all", None),
@@ -201,6 +204,51 @@ def time_ratios(benches: dict[str, Bench], rounds: int) -> tuple[dict, dict]:
     return results, increments
 
 
+def kind_costs(bench: Bench, rounds: int) -> tuple[dict[str, float], float]:
+    """Seconds per batch spent in each site kind's own work (its attention taps, e.g. the
+    logit ranges, and the statistics of its tensors), and the bare forward's, over `rounds`
+    passes of every batch (each batch bare, then measured with clocks around that work).
+
+    A decomposition of the measured cost that drift in the machine's load hardly moves: it
+    times only the work a kind adds, not the forward around it. What it leaves out is the
+    hooks' dispatch and a kind's effect on the forward's caches; the ratios above include both.
+    """
+    spent: dict[str, float] = collections.defaultdict(float)
+    kinds = [b.site.kind for b in bench.probe.bindings]
+
+    def timed(tap, kind):
+        def run(*a):
+            t = time.perf_counter()
+            y = tap(*a)
+            spent[kind] += time.perf_counter() - t
+            return y
+
+        return run
+
+    bindings = [
+        dataclasses.replace(b, attention_tap=timed(b.attention_tap, b.site.kind)) if b.attention_tap else b
+        for b in bench.probe.bindings
+    ]
+
+    def sink(i: int, x) -> None:
+        t = time.perf_counter()
+        bench.acc.update(i, x)
+        spent[kinds[i]] += time.perf_counter() - t
+
+    bare = []
+    for _ in range(rounds):
+        for i, batch in enumerate(bench.batches):
+            bare.append(bench.bare(i)[0])
+            ids, mask = bench.inputs[i]
+            with HookSet(bench.model, bindings, sink) as hooks, torch.inference_mode():
+                bench.acc.begin_batch(batch_context(batch, bench.device))
+                bench.run(ids, mask)
+                hooks.check_once()
+                bench.acc.end_batch()
+    passes = rounds * len(bench.batches)
+    return {k: v / passes for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}, statistics.median(bare)
+
+
 def _rss_kib(field: str) -> int:
     """VmHWM (peak) or VmRSS (current) of this process in KiB, from /proc/self/status."""
     with open("/proc/self/status") as f:
@@ -288,6 +336,9 @@ def main(argv=None) -> None:
     p.add_argument(
         "--sets", default="paper,all,qkv,kv,logits", help="site sets to time: paper, all, qkv, kv, logits"
     )
+    p.add_argument(
+        "--cost-rounds", type=int, default=2, help="rounds of the per-kind time decomposition (0: skip it)"
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--mem-samples", default="64,512")
     p.add_argument("--mem-seq", type=int, default=64, help="tokens per sample in the memory runs")
@@ -335,6 +386,14 @@ def main(argv=None) -> None:
                 f"paper-measured over the same {results[label]['pairs']} batch passes; quartiles "
                 f"{100 * (inc['q1'] - 1):+.1f}% .. {100 * (inc['q3'] - 1):+.1f}%)"
             )
+    if args.cost_rounds:
+        every = Bench(loaded, seqs, batches, "all", DEFAULT_STATISTICS)
+        costs, bare = kind_costs(every, args.cost_rounds)
+        parts = ", ".join(f"{k} {1e3 * v:.1f} ms ({100 * v / bare:.2f}%)" for k, v in costs.items())
+        print(
+            f"time in each kind's taps and statistics per batch, of a bare forward of {1e3 * bare:.0f} ms "
+            f"(every site, {args.cost_rounds} rounds): {parts}; total {100 * sum(costs.values()) / bare:.1f}%"
+        )
     real = make_batches(tokenize_corpus(corpus, loaded.tokenizer, TokenizeConfig()))
     print(
         f"padding fraction: benchmark batches {padding_fraction(batches):.3f}; "

@@ -29,5 +29,9 @@ def test_overhead_benchmark_prints_its_figures(tmp_path):
     text = out.stdout
     assert "median ratio of 2 batch pairs" in text and "fastest of the rounds per batch" in text
     assert re.search(r"paper \+ key/value sites vs paper sites: [+-]\d+\.\d% \(median", text), text
+    costs = re.search(r"time in each kind's taps and statistics per batch, .*: (.*); total \d+\.\d%", text)
+    assert costs, text
+    timed = set(re.findall(r"(\w+) \d+\.\d ms \(\d+\.\d\d%\)", costs.group(1)))
+    assert {"residual", "query", "key", "value", "attn_logits", "linear_input"} <= timed, timed
     assert "padding fraction: benchmark batches 0.000" in text
     assert len(re.findall(r"peak RSS, whole measure\(\) of (4|8) samples", text)) == 2
