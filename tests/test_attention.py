@@ -236,11 +236,12 @@ def test_intercept_restores_the_registry_and_passes_other_modules_through():
     assert reg._local_mapping == before
 
 
-def test_default_selection_leaves_query_and_attn_logits_out_and_all_has_them():
+def test_default_selection_leaves_attn_logits_out_and_all_has_it():
     plan = discover_sites(tiny_model("qwen3"))
     kinds = lambda spec: {b.site.kind for b in select_sites(plan.bindings, spec)}  # noqa: E731
-    assert not {"query", "attn_logits"} & kinds(None) and {"key", "value"} <= kinds(None)
-    assert {"query", "attn_logits"} <= kinds("all")
+    assert "attn_logits" not in kinds(None) and {"query", "key", "value"} <= kinds(None)
+    assert "attn_logits" in kinds("all")
+    assert kinds("paper,attn_logits") >= {"attn_logits", "residual"}
     assert kinds("paper,query") >= {"query", "residual"}
     assert kinds("kv") == {"key", "value"}
     names = {b.site.name for b in plan.bindings}

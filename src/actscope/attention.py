@@ -86,6 +86,9 @@ def intercept(handlers: dict[nn.Module, list[Handler]]) -> Iterator[None]:
                 local[k] = prev
 
 
+# The families build query/key/value as transposes of (batch, seq, heads, head_dim) memory, so
+# these views are contiguous and the statistics read them in place (Gemma 3 and SmolLM2: no copy);
+# under a KV cache the keys and values are the cache's (B, H, S, D) and cost one copy.
 def query_tap(module, query, key, value, mask, kwargs) -> torch.Tensor:
     return query.transpose(1, 2)  # (batch, seq, heads, head_dim)
 

@@ -43,12 +43,10 @@ KINDS = (
     "attn_logits",
 )
 
-# Kinds a plain measurement (no --sites) leaves out, for what they cost (make bench, Gemma 3 270M
-# on the CPU, over the paper's sites): attn_logits about as much as attention itself (+11%);
-# query, the range FP8 attention needs but no cache holds, +2.5% on top of keys and values
-# (+1.6%: GQA gives queries 4x the keys' elements there). `--sites all` and naming the kind
-# select them.
-OPT_IN_KINDS = ("query", "attn_logits")
+# Kinds a plain measurement (no --sites) leaves out, for what they cost: attn_logits, about as
+# much as attention itself (make bench, Gemma 3 270M on the CPU: its taps and statistics take 7% of
+# a bare forward; query, key and value together 1.3-1.7%). `--sites all` and naming the kind select it.
+OPT_IN_KINDS = ("attn_logits",)
 
 # The paper's site set (MA): embeddings, hidden states, attention and MLP outputs,
 # SwiGLU gate, router and final norm. `--sites paper` selects it.
