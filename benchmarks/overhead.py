@@ -122,11 +122,13 @@ class Bench:
             w2, c2 = self._clock()
         return w2 - w, c2 - c
 
-    def measured(self, i: int) -> tuple[float, float]:
-        """The runner's loop body for batch i: provenance, forward with hooks, once-check."""
+    def measured(self, i: int, bindings=None, sink=None) -> tuple[float, float]:
+        """The runner's loop body for batch i: provenance, forward with hooks, once-check
+        (hooking `bindings` into `sink`, by default the probed sites into the accumulator)."""
         acc, batch = self.acc, self.batches[i]
         ids, mask = self.inputs[i]
-        with HookSet(self.model, self.probe.bindings, acc.update) as hooks, torch.inference_mode():
+        bindings, sink = bindings or self.probe.bindings, sink or acc.update
+        with HookSet(self.model, bindings, sink) as hooks, torch.inference_mode():
             w, c = self._clock()
             acc.begin_batch(batch_context(batch, self.device))
             self.run(ids, mask)
@@ -237,14 +239,9 @@ def kind_costs(bench: Bench, rounds: int) -> tuple[dict[str, float], float]:
 
     bare = []
     for _ in range(rounds):
-        for i, batch in enumerate(bench.batches):
+        for i in range(len(bench.batches)):
             bare.append(bench.bare(i)[0])
-            ids, mask = bench.inputs[i]
-            with HookSet(bench.model, bindings, sink) as hooks, torch.inference_mode():
-                bench.acc.begin_batch(batch_context(batch, bench.device))
-                bench.run(ids, mask)
-                hooks.check_once()
-                bench.acc.end_batch()
+            bench.measured(i, bindings, sink)
     passes = rounds * len(bench.batches)
     return {k: v / passes for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}, statistics.median(bare)
 
